@@ -1,0 +1,431 @@
+//! The public API: `GET|POST {PUBLIC_API_CONTEXT_PATH}/v1/subscribe` and CORS preflights, served
+//! on Herald's own accept loop.
+//!
+//! Why not hyper/axum here: a held SSE connection behind `axum::serve` costs ≈20 KB of RSS and
+//! behind hyper's HTTP/1 connection ≈11 KB (hyper keeps an 8 KiB read buffer for the connection's
+//! life), while this raw path measured ≈1 KB (spec/deps.md §4; BENCHMARKS.md). The public API
+//! answers only a handful of request shapes, so its head is parsed with `httparse` into a
+//! short-lived buffer, answered, and — for a subscription — the connection becomes a stream whose
+//! state is the socket and an outbox. Keep-alive is supported for the short responses
+//! (preflights, errors); a subscription always ends its connection (`connection: close`, as
+//! Neurow).
+
+pub mod request;
+pub mod response;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus::IntCounter;
+use regex::Regex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::auth::{AuthError, Verifier, bearer_token};
+use crate::hub::liveness::Liveness;
+use crate::hub::outbox::Outbox;
+use crate::hub::{Hub, SubscriptionKey};
+use crate::model::{ResumeFrom, Topic};
+use crate::observe::metrics::{Interface, Metrics};
+use crate::server::stopped;
+use crate::transport::sse::stream::{self, DeliveryCounter, StreamEnd};
+use request::{Body, HeadError, HeadLimits, Method, RequestHead, parse_head, parse_last_event_id};
+use response::Reply;
+
+/// A client has this long to send a complete request head (also the keep-alive idle limit).
+const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest request body skipped to keep a connection alive; a larger one closes it instead.
+const MAX_SKIPPED_BODY: u64 = 64 * 1024;
+
+/// Initial size of the request-head buffer; it grows up to the head limit and is freed before a
+/// stream starts.
+const HEAD_BUFFER_INITIAL: usize = 1024;
+
+/// What the public API needs to know.
+#[derive(Debug, Clone)]
+pub struct PublicSettings {
+    /// `{PUBLIC_API_CONTEXT_PATH}/v1/subscribe`.
+    pub subscribe_path: String,
+    /// CORS origins allowed by a preflight, anchored.
+    pub allowed_origins: Regex,
+    /// `access-control-max-age`.
+    pub preflight_max_age_s: u64,
+    /// Request head limits.
+    pub head_limits: HeadLimits,
+    /// Connection cap.
+    pub max_connections: Option<usize>,
+    /// Whether 403s carry their precise code.
+    pub verbose_errors: bool,
+    /// Outbox capacity of each subscription.
+    pub outbox_capacity: usize,
+    /// `SSE_TIMEOUT`, for the response header.
+    pub sse_timeout: Duration,
+    /// `SSE_KEEPALIVE`, for the response header.
+    pub sse_keepalive: Duration,
+}
+
+/// The public API of one node.
+pub struct PublicApi {
+    settings: PublicSettings,
+    verifier: Verifier,
+    hub: Arc<Hub>,
+    liveness: Arc<Liveness>,
+    metrics: Arc<Metrics>,
+    /// The success response head, identical for every stream: built once.
+    stream_head: Bytes,
+    /// Open connections, for the cap and for shutdown's drain.
+    open: AtomicUsize,
+    /// Notified when `open` drops to zero.
+    drained: Notify,
+    /// Set at shutdown: new subscriptions are refused, idle keep-alive connections close.
+    stopping: AtomicBool,
+    /// Wakes connections waiting for a request head when shutdown starts.
+    stop_notify: Notify,
+}
+
+/// A subscription request that passed every check.
+struct SubscribeRequest {
+    topic: Topic,
+    resume: ResumeFrom,
+    issuer: Arc<str>,
+    expires_ms: u64,
+}
+
+enum Action {
+    Reply(Reply),
+    Subscribe(SubscribeRequest),
+}
+
+impl PublicApi {
+    /// The public API over a hub.
+    pub fn new(
+        settings: PublicSettings,
+        verifier: Verifier,
+        hub: Arc<Hub>,
+        liveness: Arc<Liveness>,
+        metrics: Arc<Metrics>,
+    ) -> PublicApi {
+        let stream_head = response::stream_head(settings.sse_timeout.as_millis(), settings.sse_keepalive.as_millis());
+        PublicApi {
+            settings,
+            verifier,
+            hub,
+            liveness,
+            metrics,
+            stream_head,
+            open: AtomicUsize::new(0),
+            drained: Notify::new(),
+            stopping: AtomicBool::new(false),
+            stop_notify: Notify::new(),
+        }
+    }
+
+    /// Accepts connections until `stop` turns true, each served on its own task.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, _peer)) => {
+                        let _ = socket.set_nodelay(true);
+                        tokio::spawn(self.clone().handle_connection(socket));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors or a connection reset before accept: back off
+                        // briefly rather than spin.
+                        tracing::warn!(error = %e, "public API accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Starts shutdown: no new subscriptions, idle connections close.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.stop_notify.notify_waiters();
+    }
+
+    /// Connections still open.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open_connections() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    async fn handle_connection(self: Arc<Self>, mut socket: TcpStream) {
+        let Some(_open) = OpenGuard::enter(&self) else {
+            self.metrics.connection_rejected("max_connections");
+            let reply = response::unavailable(
+                "too_many_connections",
+                "The server holds as many connections as it may (PUBLIC_API_MAX_CONNECTIONS); retry later",
+                1,
+                self.now_s(),
+            );
+            let _ = socket.write_all(&reply.bytes).await;
+            return;
+        };
+        // Boxed: the request phase's buffers and timers then live on the heap only while it lasts,
+        // instead of enlarging the task that holds the stream for hours.
+        let subscribe = match Box::pin(self.serve_requests(&mut socket)).await {
+            Some(subscribe) => subscribe,
+            None => return,
+        };
+        self.stream(socket, subscribe).await;
+    }
+
+    /// Answers requests on the connection until it closes or becomes a subscription.
+    async fn serve_requests(&self, socket: &mut TcpStream) -> Option<SubscribeRequest> {
+        let mut buf: Vec<u8> = Vec::with_capacity(HEAD_BUFFER_INITIAL);
+        loop {
+            let head = match self.read_head(socket, &mut buf).await {
+                Ok(Some(head)) => head,
+                Ok(None) => return None,
+                Err(e) => {
+                    let reply = match &e {
+                        HeadError::TooLarge(m) => response::text(431, m, true),
+                        HeadError::Malformed(m) => response::text(400, m, true),
+                    };
+                    self.metrics.http_request(Interface::Public, reply.status);
+                    let _ = socket.write_all(&reply.bytes).await;
+                    return None;
+                }
+            };
+            buf.drain(..head.len);
+            match self.route(&head) {
+                Action::Subscribe(subscribe) => return Some(subscribe),
+                Action::Reply(reply) => {
+                    self.metrics.http_request(Interface::Public, reply.status);
+                    if socket.write_all(&reply.bytes).await.is_err() || reply.close || !head.keep_alive {
+                        return None;
+                    }
+                    if !skip_body(socket, &mut buf, head.body).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads until `buf` holds a complete head; `Ok(None)` when the client closed, went quiet
+    /// for too long, or shutdown started.
+    async fn read_head(&self, socket: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<RequestHead>, HeadError> {
+        let stopping = self.stop_notify.notified();
+        tokio::pin!(stopping);
+        stopping.as_mut().enable();
+        let deadline = tokio::time::sleep(HEAD_READ_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            if !buf.is_empty()
+                && let Some(head) = parse_head(buf, self.settings.head_limits)?
+            {
+                return Ok(Some(head));
+            }
+            if self.stopping.load(Ordering::SeqCst) && buf.is_empty() {
+                return Ok(None);
+            }
+            if buf.capacity() - buf.len() < 512 {
+                buf.reserve(buf.capacity().max(HEAD_BUFFER_INITIAL));
+            }
+            tokio::select! {
+                read = socket.read_buf(buf) => match read {
+                    Ok(0) | Err(_) => return Ok(None),
+                    Ok(_) => {}
+                },
+                _ = &mut deadline => return Ok(None),
+                _ = &mut stopping, if buf.is_empty() => return Ok(None),
+            }
+        }
+    }
+
+    fn now_s(&self) -> u64 {
+        self.hub.clock().now_ms() / 1000
+    }
+
+    /// Decides what a request gets, in Neurow's order: preflight, then authentication, then the
+    /// route, then the subscription's own checks.
+    fn route(&self, head: &RequestHead) -> Action {
+        if head.method == Method::Options {
+            return Action::Reply(self.preflight(head));
+        }
+        let origin = head.single_origin();
+        let now_s = self.now_s();
+        let principal = match bearer_token(head.authorization.iter().map(Vec::as_slice))
+            .and_then(|token| self.verifier.verify(token, now_s as i64))
+        {
+            Ok(p) => p,
+            Err(e) => return Action::Reply(self.auth_error(e, origin, now_s)),
+        };
+        let is_subscribe =
+            matches!(head.method, Method::Get | Method::Post) && head.path == self.settings.subscribe_path;
+        if !is_subscribe {
+            return Action::Reply(response::empty(404));
+        }
+        let Some(subject) = principal.subject.as_deref() else {
+            return Action::Reply(response::text(400, "Expected JWT claims are missing", false));
+        };
+        let Ok(resume) = parse_last_event_id(head.last_event_id.as_deref()) else {
+            return Action::Reply(response::sse_error(
+                400,
+                "invalid_last_event_id",
+                "Wrong value for last-event-id",
+                origin,
+                now_s,
+            ));
+        };
+        if self.stopping.load(Ordering::SeqCst) {
+            self.metrics.connection_rejected("shutting_down");
+            return Action::Reply(response::unavailable(
+                "shutting_down",
+                "This node is shutting down; reconnect",
+                1,
+                now_s,
+            ));
+        }
+        Action::Subscribe(SubscribeRequest {
+            topic: Topic::namespaced(&principal.issuer, subject),
+            resume,
+            expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
+            issuer: principal.issuer,
+        })
+    }
+
+    fn auth_error(&self, e: AuthError, origin: Option<&str>, now_s: u64) -> Reply {
+        self.metrics.jwt_error(Interface::Public);
+        tracing::debug!(code = e.code(), "public API authentication refused");
+        let (code, message) = e.client_view(self.settings.verbose_errors);
+        response::sse_error(e.status(), code, message, origin, now_s)
+    }
+
+    fn preflight(&self, head: &RequestHead) -> Reply {
+        let (Some(origin), [request_headers]) = (head.single_origin(), head.access_control_request_headers.as_slice())
+        else {
+            return response::text(400, "Invalid preflight request", false);
+        };
+        if !self.settings.allowed_origins.is_match(origin) {
+            return response::text(400, "Origin is not allowed", false);
+        }
+        response::preflight_ok(request_headers, origin, self.settings.preflight_max_age_s)
+    }
+
+    /// Holds the subscription until it ends.
+    async fn stream(&self, mut socket: TcpStream, request: SubscribeRequest) {
+        let now_ms = self.hub.clock().now_ms();
+        let outbox = Arc::new(Outbox::new(self.settings.outbox_capacity, now_ms, request.expires_ms));
+        let subscribed = self.hub.subscribe(request.topic, request.resume, outbox.clone());
+        let liveness_key = self.liveness.register(outbox.clone());
+        self.metrics.subscription_opened(&request.issuer);
+        self.metrics.http_request(Interface::Public, 200);
+        let mut guard = SubscriptionGuard {
+            api: self,
+            key: subscribed.key,
+            liveness_key,
+            outbox: &outbox,
+            issuer: request.issuer,
+            end: StreamEnd::ClientGone,
+        };
+        let counter = SentCounter(self.metrics.sent_counter(&guard.issuer));
+        guard.end = stream::run(
+            &mut socket,
+            self.stream_head.clone(),
+            subscribed.replay,
+            &outbox,
+            &counter,
+        )
+        .await;
+    }
+}
+
+/// Counts one open connection; the last one out wakes shutdown's drain.
+struct OpenGuard<'a>(&'a PublicApi);
+
+impl<'a> OpenGuard<'a> {
+    fn enter(api: &'a PublicApi) -> Option<Self> {
+        let open = api.open.fetch_add(1, Ordering::SeqCst) + 1;
+        let guard = OpenGuard(api);
+        match api.settings.max_connections {
+            Some(max) if open > max => None, // dropping the guard gives the place back
+            _ => Some(guard),
+        }
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+/// Unregisters a subscription however its stream ends (including a panic or cancellation).
+struct SubscriptionGuard<'a> {
+    api: &'a PublicApi,
+    key: SubscriptionKey,
+    liveness_key: crate::hub::liveness::LivenessKey,
+    outbox: &'a Arc<Outbox>,
+    issuer: Arc<str>,
+    end: StreamEnd,
+}
+
+impl Drop for SubscriptionGuard<'_> {
+    fn drop(&mut self) {
+        self.api.hub.unsubscribe(&self.key, self.outbox);
+        self.api.liveness.unregister(self.liveness_key);
+        let reason = match self.end {
+            StreamEnd::Closed(reason) => reason.code(),
+            StreamEnd::ClientGone => "client_gone",
+        };
+        self.api.metrics.subscription_released(&self.issuer, reason);
+    }
+}
+
+struct SentCounter(IntCounter);
+
+impl DeliveryCounter for SentCounter {
+    fn messages_written(&self, n: u64) {
+        if n > 0 {
+            self.0.inc_by(n);
+        }
+    }
+}
+
+/// Discards a request body so the next request can be read; false when the connection should
+/// close instead (a chunked or large body, or an error). Uses the head buffer as scratch space so
+/// no buffer lives in the connection's task.
+async fn skip_body(socket: &mut TcpStream, buf: &mut Vec<u8>, body: Body) -> bool {
+    let mut left = match body {
+        Body::Empty => return true,
+        Body::Chunked => return false,
+        Body::Length(n) if n > MAX_SKIPPED_BODY => return false,
+        Body::Length(n) => n as usize,
+    };
+    loop {
+        let from_buf = left.min(buf.len());
+        buf.drain(..from_buf);
+        left -= from_buf;
+        if left == 0 {
+            return true;
+        }
+        match tokio::time::timeout(HEAD_READ_TIMEOUT, socket.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Authentication: a bearer token in, a typed [`Principal`] or a precise [`AuthError`] out.
+//!
+//! Nothing here knows HTTP beyond the header value it is handed. The checks and their order are
+//! Neurow's (spec §1.2), so a token Neurow accepts, Herald accepts, and a token Neurow refuses gets
+//! the same error code and status.
+
+pub mod keys;
+pub mod token;
+mod verify;
+
+pub use verify::{AuthError, Principal, Verifier, bearer_token};

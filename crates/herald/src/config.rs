@@ -1,0 +1,688 @@
+//! Configuration: the environment turned into one typed, validated [`Config`].
+//!
+//! Every variable is read from an injectable [`Env`] (tests never touch the process environment),
+//! the whole set is parsed, and every bad variable is reported with its name, its value (masked
+//! when secret) and what was expected, so an operator fixes them all in one go. The table
+//! [`SETTINGS`] is the single list of variables: `herald serve --help` prints it and the README
+//! mirrors it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::auth::keys::{AuthConfig, JwtConfigError, development_auth, parse_jwt_config};
+
+/// One documented setting.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The environment variable.
+    pub name: &'static str,
+    /// Its default, as the operator would write it.
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// The default `PUBLIC_API_ALLOWED_ORIGINS`: local development origins on any port.
+pub const DEFAULT_ALLOWED_ORIGINS: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
+
+/// Every setting Herald reads, in the order `--help` shows them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "LOG_LEVEL",
+        default: "info",
+        help: "Log level: debug, info, warning or error (Elixir's notice, critical, alert and emergency are accepted too).",
+    },
+    Setting {
+        name: "LOG_FORMAT",
+        default: "TEXT",
+        help: "TEXT for human-readable lines, ECS for one JSON object per line (Elastic Common Schema).",
+    },
+    Setting {
+        name: "PUBLIC_API_HOST",
+        default: "0.0.0.0",
+        help: "Address the public (subscribe) API binds to.",
+    },
+    Setting {
+        name: "PUBLIC_API_PORT",
+        default: "4000",
+        help: "TCP port of the public (subscribe) API; 0 picks a free port.",
+    },
+    Setting {
+        name: "PUBLIC_API_CONTEXT_PATH",
+        default: "",
+        help: "URL prefix of the public API, e.g. /push serves /push/v1/subscribe. Starts with / and does not end with /.",
+    },
+    Setting {
+        name: "PUBLIC_API_JWT_MAX_LIFETIME",
+        default: "120",
+        help: "Largest exp - iat, in seconds, accepted for subscriber tokens.",
+    },
+    Setting {
+        name: "PUBLIC_API_MAX_CONNECTIONS",
+        default: "infinity",
+        help: "Most connections the public API holds at once; over it a request gets 503 with retry-after.",
+    },
+    Setting {
+        name: "PUBLIC_API_ALLOWED_ORIGINS",
+        default: DEFAULT_ALLOWED_ORIGINS,
+        help: "Regular expression an Origin must match in full for a CORS preflight to succeed.",
+    },
+    Setting {
+        name: "PREFLIGHT_MAX_AGE",
+        default: "86400",
+        help: "access-control-max-age of CORS preflight responses, in seconds.",
+    },
+    Setting {
+        name: "SSE_TIMEOUT",
+        default: "900000",
+        help: "Milliseconds without a message after which a stream ends with event: timeout.",
+    },
+    Setting {
+        name: "SSE_KEEPALIVE",
+        default: "600000",
+        help: "Milliseconds of silence after which a stream gets event: ping.",
+    },
+    Setting {
+        name: "MAX_HEADER_VALUE_LENGTH",
+        default: "8192",
+        help: "Longest request header value accepted by the public API, in bytes; longer gets 431.",
+    },
+    Setting {
+        name: "SSL_CERTFILE",
+        default: "",
+        help: "Not supported yet: Herald refuses to start when it is set. Terminate TLS in front of Herald.",
+    },
+    Setting {
+        name: "SSL_KEYFILE",
+        default: "",
+        help: "Not supported yet: Herald refuses to start when it is set. Terminate TLS in front of Herald.",
+    },
+    Setting {
+        name: "INTERNAL_API_HOST",
+        default: "0.0.0.0",
+        help: "Address the internal (publish and admin) API binds to.",
+    },
+    Setting {
+        name: "INTERNAL_API_PORT",
+        default: "3000",
+        help: "TCP port of the internal (publish and admin) API; 0 picks a free port.",
+    },
+    Setting {
+        name: "INTERNAL_API_JWT_MAX_LIFETIME",
+        default: "1500",
+        help: "Largest exp - iat, in seconds, accepted for publisher tokens.",
+    },
+    Setting {
+        name: "PUBLISH_MAX_BODY_SIZE",
+        default: "1048576",
+        help: "Largest publish request body, in bytes; larger gets 413.",
+    },
+    Setting {
+        name: "HISTORY_MIN_DURATION",
+        default: "30",
+        help: "Seconds a message stays replayable at least; it is gone after twice that. 0 keeps no history.",
+    },
+    Setting {
+        name: "HISTORY_MAX_MESSAGES_PER_TOPIC",
+        default: "1000",
+        help: "Most messages kept per topic; the newest stay.",
+    },
+    Setting {
+        name: "HISTORY_MAX_BYTES",
+        default: "268435456",
+        help: "Most bytes of history over all topics; the oldest messages go first.",
+    },
+    Setting {
+        name: "SUBSCRIPTION_OUTBOX_CAPACITY",
+        default: "1024",
+        help: "Frames queued for one slow subscriber before its stream ends with event: reconnect.",
+    },
+    Setting {
+        name: "SHUTDOWN_DRAIN_TIMEOUT",
+        default: "10000",
+        help: "Milliseconds Herald waits for streams to end after SIGTERM before it exits.",
+    },
+    Setting {
+        name: "JWT_CONFIG",
+        default: "(development keys)",
+        help: "Neurow's JSON: {\"service_name\": audience, \"clients\": {issuer: secret or [secrets]}}. Unset: the development issuers test_issuer1 and test_issuer2, with a loud warning.",
+    },
+    Setting {
+        name: "VERBOSE_AUTHENTICATION_ERRORS",
+        default: "false",
+        help: "true returns the precise code of a 403 authentication error instead of invalid_authentication_token.",
+    },
+    Setting {
+        name: "GIT_COMMIT_SHA1",
+        default: "(build revision)",
+        help: "Revision reported by /ping; defaults to the one Herald was built from, if known.",
+    },
+];
+
+/// Neurow's clustering and release variables. Herald clusters differently, so it says it ignores them.
+const IGNORED_NEUROW_VARIABLES: &[&str] = &[
+    "K8S_SELECTOR",
+    "K8S_NAMESPACE",
+    "EPMD_CLUSTER_MEMBERS",
+    "EC2_CLUSTER_TAG",
+    "EC2_CLUSTER_VALUE",
+    "POD_IP",
+    "RELEASE_COOKIE",
+    "RELEASE_NODE",
+    "RELEASE_DISTRIBUTION",
+];
+
+/// A source of configuration variables.
+pub trait Env {
+    /// The value of `name`, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Logging.
+    pub log: LogConfig,
+    /// The subscribe side.
+    pub public_api: PublicApiConfig,
+    /// Stream timing.
+    pub sse: SseConfig,
+    /// The publish and admin side.
+    pub internal_api: InternalApiConfig,
+    /// Retention.
+    pub history: HistoryConfig,
+    /// Issuers, keys and audiences of both APIs.
+    pub auth: AuthSettings,
+    /// Frames one subscription may have queued before it is ended as too slow.
+    pub outbox_capacity: usize,
+    /// How long shutdown waits for streams to end.
+    pub shutdown_drain_timeout: Duration,
+    /// Reported by `/ping`.
+    pub revision: Option<String>,
+    /// Neurow variables that were set but mean nothing to Herald; logged at start.
+    pub ignored_variables: Vec<&'static str>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Least severe level written.
+    pub level: LogLevel,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// Log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Everything.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something is off.
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, Elastic Common Schema.
+    Ecs,
+}
+
+/// The public (subscribe) API.
+#[derive(Debug, Clone)]
+pub struct PublicApiConfig {
+    /// Bind address.
+    pub host: IpAddr,
+    /// Bind port.
+    pub port: u16,
+    /// Prefix of `/v1/subscribe`.
+    pub context_path: String,
+    /// Largest `exp - iat` of a subscriber token, seconds.
+    pub jwt_max_lifetime_s: u64,
+    /// Cap on concurrent connections; `None` is unlimited.
+    pub max_connections: Option<usize>,
+    /// CORS origins allowed by a preflight; anchored.
+    pub allowed_origins: Regex,
+    /// `access-control-max-age`, seconds.
+    pub preflight_max_age_s: u64,
+    /// Longest request header value, bytes.
+    pub max_header_value_length: usize,
+}
+
+/// Stream timing.
+#[derive(Debug, Clone, Copy)]
+pub struct SseConfig {
+    /// No message for this long ends the stream with `timeout`.
+    pub timeout: Duration,
+    /// Silence for this long sends a `ping`.
+    pub keepalive: Duration,
+}
+
+/// The internal (publish and admin) API.
+#[derive(Debug, Clone)]
+pub struct InternalApiConfig {
+    /// Bind address.
+    pub host: IpAddr,
+    /// Bind port.
+    pub port: u16,
+    /// Largest `exp - iat` of a publisher token, seconds.
+    pub jwt_max_lifetime_s: u64,
+    /// Largest publish body, bytes.
+    pub publish_max_body_size: usize,
+}
+
+/// Retention of history.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryConfig {
+    /// A message stays replayable at least this long, and is gone after twice this.
+    pub min_duration: Duration,
+    /// Most messages kept per topic.
+    pub max_messages_per_topic: usize,
+    /// Most bytes kept over all topics.
+    pub max_bytes: usize,
+}
+
+/// Authentication settings of both APIs.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Subscriber tokens.
+    pub public: AuthConfig,
+    /// Publisher tokens.
+    pub internal: AuthConfig,
+    /// Whether 403s say precisely why.
+    pub verbose_errors: bool,
+    /// True when `JWT_CONFIG` was unset and the public development keys are in use.
+    pub development_keys: bool,
+}
+
+/// One bad variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarError {
+    /// The variable.
+    pub name: &'static str,
+    /// Its value, or `***` when it is secret.
+    pub value: String,
+    /// What was expected.
+    pub reason: String,
+}
+
+/// Every bad variable found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<VarError>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            writeln!(f, "  {}={:?}: {}", e.name, e.value, e.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads variables and collects every error instead of stopping at the first.
+struct Reader<'a> {
+    env: &'a dyn Env,
+    errors: Vec<VarError>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &'static str) -> Option<String> {
+        self.env.var(name)
+    }
+
+    fn fail(&mut self, name: &'static str, value: &str, reason: impl Into<String>) {
+        self.errors.push(VarError {
+            name,
+            value: value.to_owned(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Parses `name` with `parse`, or returns `default` when unset.
+    fn parse<T>(&mut self, name: &'static str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(value) => match parse(value.trim()) {
+                Ok(v) => v,
+                Err(reason) => {
+                    self.fail(name, &value, reason);
+                    default
+                }
+            },
+        }
+    }
+
+    fn integer(&mut self, name: &'static str, default: u64, min: u64, max: u64) -> u64 {
+        self.parse(name, default, |s| match s.parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(format!("expected a whole number from {min} to {max}")),
+        })
+    }
+
+    fn port(&mut self, name: &'static str, default: u16) -> u16 {
+        self.integer(name, u64::from(default), 0, 65535) as u16
+    }
+
+    fn host(&mut self, name: &'static str) -> IpAddr {
+        let default = IpAddr::from([0, 0, 0, 0]);
+        self.parse(name, default, |s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1".to_owned())
+        })
+    }
+
+    fn boolean(&mut self, name: &'static str, default: bool) -> bool {
+        self.parse(name, default, |s| match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" | "" => Ok(false),
+            _ => Err("expected true or false".to_owned()),
+        })
+    }
+}
+
+impl Config {
+    /// Parses the whole configuration from `env`.
+    pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            env,
+            errors: Vec::new(),
+        };
+
+        let log = LogConfig {
+            level: r.parse("LOG_LEVEL", LogLevel::Info, parse_log_level),
+            format: r.parse("LOG_FORMAT", LogFormat::Text, |s| match s {
+                "TEXT" => Ok(LogFormat::Text),
+                "ECS" => Ok(LogFormat::Ecs),
+                _ => Err("expected TEXT or ECS".to_owned()),
+            }),
+        };
+
+        let allowed_origins = r.parse(
+            "PUBLIC_API_ALLOWED_ORIGINS",
+            anchored(DEFAULT_ALLOWED_ORIGINS).expect("the default origin pattern compiles"),
+            |s| anchored(s).map_err(|e| format!("expected a regular expression: {e}")),
+        );
+        let public_api = PublicApiConfig {
+            host: r.host("PUBLIC_API_HOST"),
+            port: r.port("PUBLIC_API_PORT", 4000),
+            context_path: r.parse("PUBLIC_API_CONTEXT_PATH", String::new(), |s| {
+                if s.is_empty() || (s.starts_with('/') && !s.ends_with('/')) {
+                    Ok(s.to_owned())
+                } else {
+                    Err("expected an empty value or a path that starts with / and does not end with /".to_owned())
+                }
+            }),
+            jwt_max_lifetime_s: r.integer("PUBLIC_API_JWT_MAX_LIFETIME", 120, 1, 10 * 365 * 86400),
+            max_connections: r.parse("PUBLIC_API_MAX_CONNECTIONS", None, |s| {
+                if s.eq_ignore_ascii_case("infinity") {
+                    return Ok(None);
+                }
+                match s.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err("expected infinity or a whole number above 0".to_owned()),
+                }
+            }),
+            allowed_origins,
+            preflight_max_age_s: r.integer("PREFLIGHT_MAX_AGE", 86400, 0, u64::from(u32::MAX)),
+            max_header_value_length: r.integer("MAX_HEADER_VALUE_LENGTH", 8192, 64, 1 << 20) as usize,
+        };
+
+        let sse = SseConfig {
+            timeout: Duration::from_millis(r.integer("SSE_TIMEOUT", 900_000, 1, u64::from(u32::MAX))),
+            keepalive: Duration::from_millis(r.integer("SSE_KEEPALIVE", 600_000, 1, u64::from(u32::MAX))),
+        };
+
+        for name in ["SSL_CERTFILE", "SSL_KEYFILE"] {
+            if let Some(v) = r.raw(name).filter(|v| !v.is_empty()) {
+                r.fail(
+                    name,
+                    &v,
+                    "TLS is not built into this version of Herald yet; unset it and terminate TLS in a proxy in front of Herald",
+                );
+            }
+        }
+
+        let internal_api = InternalApiConfig {
+            host: r.host("INTERNAL_API_HOST"),
+            port: r.port("INTERNAL_API_PORT", 3000),
+            jwt_max_lifetime_s: r.integer("INTERNAL_API_JWT_MAX_LIFETIME", 1500, 1, 10 * 365 * 86400),
+            publish_max_body_size: r.integer("PUBLISH_MAX_BODY_SIZE", 1 << 20, 64, 1 << 30) as usize,
+        };
+
+        let history = HistoryConfig {
+            min_duration: Duration::from_secs(r.integer("HISTORY_MIN_DURATION", 30, 0, 86400 * 7)),
+            max_messages_per_topic: r.integer("HISTORY_MAX_MESSAGES_PER_TOPIC", 1000, 0, 10_000_000) as usize,
+            max_bytes: r.integer("HISTORY_MAX_BYTES", 256 << 20, 0, 1 << 40) as usize,
+        };
+
+        let verbose_errors = r.boolean("VERBOSE_AUTHENTICATION_ERRORS", false);
+        let (public, internal, development_keys) = match r.raw("JWT_CONFIG") {
+            None => {
+                let (public, internal) = development_auth();
+                (public, internal, true)
+            }
+            Some(json) => match parse_jwt_config(&json) {
+                Ok(auth) => (auth.clone(), auth, false),
+                Err(e) => {
+                    // The value holds secrets: never echo it.
+                    r.fail("JWT_CONFIG", "***", jwt_config_reason(&e));
+                    let (public, internal) = development_auth();
+                    (public, internal, false)
+                }
+            },
+        };
+
+        let outbox_capacity = r.integer("SUBSCRIPTION_OUTBOX_CAPACITY", 1024, 1, 1 << 20) as usize;
+        let shutdown_drain_timeout = Duration::from_millis(r.integer("SHUTDOWN_DRAIN_TIMEOUT", 10_000, 0, 3_600_000));
+        let revision = r
+            .raw("GIT_COMMIT_SHA1")
+            .or_else(|| option_env!("GIT_COMMIT_SHA1").map(str::to_owned))
+            .filter(|s| !s.is_empty());
+        let ignored_variables = IGNORED_NEUROW_VARIABLES
+            .iter()
+            .copied()
+            .filter(|name| r.raw(name).is_some())
+            .collect();
+
+        if !r.errors.is_empty() {
+            return Err(ConfigError(r.errors));
+        }
+        Ok(Config {
+            log,
+            public_api,
+            sse,
+            internal_api,
+            history,
+            auth: AuthSettings {
+                public,
+                internal,
+                verbose_errors,
+                development_keys,
+            },
+            outbox_capacity,
+            shutdown_drain_timeout,
+            revision,
+            ignored_variables,
+        })
+    }
+}
+
+fn jwt_config_reason(e: &JwtConfigError) -> String {
+    format!("{e}; expected JSON like {{\"service_name\":\"my-audience\",\"clients\":{{\"my-issuer\":\"secret\"}}}}")
+}
+
+fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "debug" | "trace" => Ok(LogLevel::Debug),
+        "info" | "notice" => Ok(LogLevel::Info),
+        "warning" | "warn" => Ok(LogLevel::Warning),
+        "error" | "critical" | "alert" | "emergency" => Ok(LogLevel::Error),
+        _ => Err("expected debug, info, warning or error".to_owned()),
+    }
+}
+
+/// Compiles `pattern` so that it must match a whole string.
+fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{pattern})$"))
+}
+
+/// The text `herald serve --help` appends: every variable with its default.
+pub fn settings_help() -> String {
+    let mut out = String::from("Settings (environment variables):\n");
+    for s in SETTINGS {
+        let default = if s.default.is_empty() { "(unset)" } else { s.default };
+        out.push_str(&format!(
+            "  {}\n      {}\n      [default: {}]\n",
+            s.name, s.help, default
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_env(&vars)
+    }
+
+    #[test]
+    fn defaults_match_neurow_except_the_documented_public_lifetime() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.public_api.port, 4000);
+        assert_eq!(c.internal_api.port, 3000);
+        assert_eq!(c.public_api.jwt_max_lifetime_s, 120);
+        assert_eq!(c.internal_api.jwt_max_lifetime_s, 1500);
+        assert_eq!(c.public_api.context_path, "");
+        assert_eq!(c.public_api.max_connections, None);
+        assert_eq!(c.public_api.preflight_max_age_s, 86400);
+        assert_eq!(c.public_api.max_header_value_length, 8192);
+        assert_eq!(c.sse.timeout, Duration::from_millis(900_000));
+        assert_eq!(c.sse.keepalive, Duration::from_millis(600_000));
+        assert_eq!(c.history.min_duration, Duration::from_secs(30));
+        assert_eq!(c.history.max_messages_per_topic, 1000);
+        assert_eq!(c.history.max_bytes, 256 << 20);
+        assert_eq!(c.internal_api.publish_max_body_size, 1 << 20);
+        assert!(!c.auth.verbose_errors);
+        assert!(c.auth.development_keys);
+        assert_eq!(
+            c.log,
+            LogConfig {
+                level: LogLevel::Info,
+                format: LogFormat::Text
+            }
+        );
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_by_name() {
+        let err = parse(&[
+            ("PUBLIC_API_PORT", "eighty"),
+            ("SSE_TIMEOUT", "-1"),
+            ("LOG_FORMAT", "XML"),
+            ("VERBOSE_AUTHENTICATION_ERRORS", "maybe"),
+            ("PUBLIC_API_ALLOWED_ORIGINS", "("),
+            ("PUBLIC_API_CONTEXT_PATH", "push/"),
+            ("PUBLIC_API_MAX_CONNECTIONS", "0"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            [
+                "LOG_FORMAT",
+                "PUBLIC_API_ALLOWED_ORIGINS",
+                "PUBLIC_API_PORT",
+                "PUBLIC_API_CONTEXT_PATH",
+                "PUBLIC_API_MAX_CONNECTIONS",
+                "SSE_TIMEOUT",
+                "VERBOSE_AUTHENTICATION_ERRORS",
+            ]
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("PUBLIC_API_PORT=\"eighty\": expected a whole number from 0 to 65535"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_jwt_config_is_named_and_its_secrets_are_not_echoed() {
+        let err = parse(&[("JWT_CONFIG", "{\"clients\":{\"a\":\"topsecret\"}")]).unwrap_err();
+        assert_eq!(err.0[0].name, "JWT_CONFIG");
+        assert!(!err.to_string().contains("topsecret"));
+    }
+
+    #[test]
+    fn jwt_config_sets_one_audience_and_issuer_list_for_both_apis() {
+        let c = parse(&[(
+            "JWT_CONFIG",
+            r#"{"local_name":"neurow","service_name":"svc","algorithm":"HS256","clients":{"test":"secret","rot":["a","b"]}}"#,
+        )])
+        .unwrap();
+        assert!(!c.auth.development_keys);
+        assert_eq!(c.auth.public.audience, "svc");
+        assert_eq!(c.auth.internal.audience, "svc");
+        assert_eq!(c.auth.public.issuer("rot").unwrap().secrets.len(), 2);
+    }
+
+    #[test]
+    fn allowed_origins_must_match_in_full() {
+        let c = parse(&[]).unwrap();
+        let re = &c.public_api.allowed_origins;
+        assert!(re.is_match("http://localhost:3000"));
+        assert!(re.is_match("https://127.0.0.1"));
+        assert!(!re.is_match("http://localhost.evil.com"));
+        assert!(!re.is_match("http://evil.com/http://localhost"));
+    }
+
+    #[test]
+    fn tls_variables_refuse_to_start_with_a_reason() {
+        let err = parse(&[("SSL_CERTFILE", "/tmp/cert.pem")]).unwrap_err();
+        assert_eq!(err.0[0].name, "SSL_CERTFILE");
+        assert!(err.0[0].reason.contains("TLS"));
+    }
+
+    #[test]
+    fn ignored_neurow_cluster_variables_are_listed() {
+        let c = parse(&[("K8S_SELECTOR", "app=neurow")]).unwrap();
+        assert_eq!(c.ignored_variables, ["K8S_SELECTOR"]);
+    }
+
+    #[test]
+    fn help_lists_every_setting_with_its_default() {
+        let help = settings_help();
+        for s in SETTINGS {
+            assert!(help.contains(s.name));
+        }
+        assert!(help.contains("[default: 4000]"));
+    }
+}

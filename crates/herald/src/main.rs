@@ -1,0 +1,134 @@
+//! The `herald` command: parses the command line and calls into the library.
+
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use herald::auth::token::TokenRequest;
+use herald::config::{Config, ProcessEnv, settings_help};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Herald: a real-time push gateway (HTTP publish, Server-Sent Events subscribe), compatible with Neurow.
+#[derive(Parser)]
+#[command(name = "herald", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: the public API (subscribe) and the internal API (publish, admin).
+    Serve,
+    /// Print a signed token the server accepts (like Neurow's `mix generate_jwt_token`).
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// Which API the token is for.
+    #[arg(long, value_enum)]
+    api: Api,
+    /// The issuer (`iss`); signed with its first secret from JWT_CONFIG (or the development keys).
+    #[arg(long)]
+    issuer: String,
+    /// The topic (`sub`); required for the public API.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Lifetime in seconds; defaults to the API's maximum (PUBLIC_API_JWT_MAX_LIFETIME or
+    /// INTERNAL_API_JWT_MAX_LIFETIME).
+    #[arg(long)]
+    expiration: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Api {
+    Public,
+    Internal,
+}
+
+fn main() -> ExitCode {
+    let help = settings_help();
+    let command = Cli::command()
+        .after_help(help.clone())
+        .mut_subcommand("serve", |c| c.after_help(help));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let config = match Config::from_env(&ProcessEnv) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Token(args) => token(&config, args),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    herald::observe::logging::init(config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(herald::server::run(config, herald::shutdown::signal_received())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(config: &Config, args: TokenArgs) -> ExitCode {
+    let (auth, max_lifetime, variable) = match args.api {
+        Api::Public => (
+            &config.auth.public,
+            config.public_api.jwt_max_lifetime_s,
+            "PUBLIC_API_JWT_MAX_LIFETIME",
+        ),
+        Api::Internal => (
+            &config.auth.internal,
+            config.internal_api.jwt_max_lifetime_s,
+            "INTERNAL_API_JWT_MAX_LIFETIME",
+        ),
+    };
+    if matches!(args.api, Api::Public) && args.topic.is_none() {
+        eprintln!("herald: --topic is required for a public API token (it becomes the sub claim)");
+        return ExitCode::from(2);
+    }
+    let lifetime = args.expiration.unwrap_or(max_lifetime);
+    if lifetime > max_lifetime {
+        eprintln!(
+            "herald: warning: a lifetime of {lifetime} s is above {variable}={max_lifetime}; the server will refuse this token (too_long_lifetime)"
+        );
+    }
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let request = TokenRequest {
+        issuer: args.issuer,
+        subject: args.topic,
+        lifetime_s: lifetime,
+    };
+    match request.sign(auth, now_s) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The domain vocabulary of DESIGN.md as types: topics, event ids, messages.
+//!
+//! Newtypes keep a topic from being passed where an issuer is expected and an event id from being
+//! mixed up with a plain timestamp.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A fully namespaced topic name, `"{issuer}-{name}"`, as Neurow builds it.
+///
+/// Cheap to clone: the name is shared.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(Arc<str>);
+
+impl Topic {
+    /// Builds the topic a principal of `issuer` reads or writes when it names `name`.
+    pub fn namespaced(issuer: &str, name: &str) -> Self {
+        let mut full = String::with_capacity(issuer.len() + 1 + name.len());
+        full.push_str(issuer);
+        full.push('-');
+        full.push_str(name);
+        Topic(full.into())
+    }
+
+    /// A topic from its full name (as `/history/:topic` receives it).
+    pub fn from_full_name(full: &str) -> Self {
+        Topic(full.into())
+    }
+
+    /// The full name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The SSE `id:` of a message: the publisher's `timestamp`, or one the server assigned.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct EventId(pub u64);
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Where a subscriber resumes: the parsed `Last-Event-ID` header.
+///
+/// Neurow parses the header as any integer, so a negative value is legal and replays everything.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ResumeFrom {
+    /// No header: live messages only, no replay.
+    Live,
+    /// Replay every retained message whose id is strictly greater than this, then go live.
+    After(i128),
+}
+
+impl ResumeFrom {
+    /// Whether a message with this id is newer than the resume point.
+    pub fn wants(self, id: EventId) -> bool {
+        match self {
+            ResumeFrom::Live => false,
+            ResumeFrom::After(last) => i128::from(id.0) > last,
+        }
+    }
+}
+
+/// A message as a publisher sent it, validated, before the hub gives it an id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The SSE `event:` name; non-empty.
+    pub event: Bytes,
+    /// The SSE data; non-empty; may contain newlines.
+    pub payload: Bytes,
+    /// The publisher's `timestamp`, used as the event id when present.
+    pub timestamp: Option<u64>,
+}
+
+/// A message accepted by the hub: it has its event id and the time it was accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The event id (SSE `id:`).
+    pub id: EventId,
+    /// The SSE `event:` name.
+    pub event: Bytes,
+    /// The SSE data.
+    pub payload: Bytes,
+    /// Wall-clock milliseconds when the hub accepted it; drives retention.
+    pub accepted_ms: u64,
+}
+
+impl Message {
+    /// Bytes this message holds in history, for the `HISTORY_MAX_BYTES` budget.
+    pub fn retained_size(&self) -> usize {
+        // The fixed part approximates the ring slot and the two `Bytes` headers.
+        const FIXED: usize = 96;
+        FIXED + self.event.len() + self.payload.len()
+    }
+}

@@ -1,0 +1,5 @@
+//! Observability: metrics and logging.
+
+pub mod logging;
+pub mod metrics;
+pub mod process;

@@ -1,0 +1,231 @@
+//! One node: binds both APIs, runs the shared timers, and shuts down in bounded time.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::internal::{self, InternalState};
+use crate::api::public::request::HeadLimits;
+use crate::api::public::{PublicApi, PublicSettings};
+use crate::auth::Verifier;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::history::Retention;
+use crate::hub::liveness::{Liveness, LivenessRules};
+use crate::hub::outbox::CloseReason;
+use crate::hub::{Hub, HubSettings};
+use crate::observe::metrics::Metrics;
+
+/// Streams told to reconnect per round at shutdown; rounds are 10 ms apart so a node with many
+/// streams does not send every client back in the same instant.
+const SHUTDOWN_ROUND: usize = 2_000;
+
+/// Why the node could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} for the {api} ({source}); is the port free? Set {variable} to change it")]
+    Bind {
+        /// Which API.
+        api: &'static str,
+        /// The variable that sets its port.
+        variable: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+async fn bind(api: &'static str, variable: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
+        api,
+        variable,
+        addr,
+        source,
+    })
+}
+
+/// Runs a node until `shutdown` resolves, then drains it.
+pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -> Result<(), ServerError> {
+    if config.auth.development_keys {
+        tracing::warn!(
+            "JWT_CONFIG is not set: using the public development issuers test_issuer1 and test_issuer2. \
+             Anyone can forge tokens for them. Set JWT_CONFIG before exposing this node."
+        );
+    }
+    for name in &config.ignored_variables {
+        tracing::warn!(
+            variable = name,
+            "ignored: Herald does not cluster through Erlang distribution"
+        );
+    }
+
+    let clock = Clock::system();
+    let retention = Retention::from_min_duration(
+        config.history.min_duration.as_millis() as u64,
+        config.history.max_messages_per_topic,
+    );
+    let hub = Arc::new(Hub::new(
+        HubSettings {
+            retention,
+            max_history_bytes: config.history.max_bytes,
+        },
+        clock.clone(),
+    ));
+    let liveness = Arc::new(Liveness::default());
+    let issuers = config
+        .auth
+        .public
+        .issuers()
+        .iter()
+        .chain(config.auth.internal.issuers())
+        .map(|i| &*i.name)
+        .collect::<std::collections::BTreeSet<_>>();
+    let metrics = Arc::new(Metrics::new(issuers));
+
+    let public_listener = bind(
+        "public API",
+        "PUBLIC_API_PORT",
+        SocketAddr::new(config.public_api.host, config.public_api.port),
+    )
+    .await?;
+    let internal_listener = bind(
+        "internal API",
+        "INTERNAL_API_PORT",
+        SocketAddr::new(config.internal_api.host, config.internal_api.port),
+    )
+    .await?;
+
+    let public = Arc::new(PublicApi::new(
+        PublicSettings {
+            subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
+            allowed_origins: config.public_api.allowed_origins.clone(),
+            preflight_max_age_s: config.public_api.preflight_max_age_s,
+            head_limits: HeadLimits {
+                max_header_value_length: config.public_api.max_header_value_length,
+            },
+            max_connections: config.public_api.max_connections,
+            verbose_errors: config.auth.verbose_errors,
+            outbox_capacity: config.outbox_capacity,
+            sse_timeout: config.sse.timeout,
+            sse_keepalive: config.sse.keepalive,
+        },
+        Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
+        hub.clone(),
+        liveness.clone(),
+        metrics.clone(),
+    ));
+    let internal_state = Arc::new(InternalState {
+        hub: hub.clone(),
+        liveness: liveness.clone(),
+        verifier: Verifier::new(config.auth.internal.clone(), config.internal_api.jwt_max_lifetime_s),
+        metrics: metrics.clone(),
+        verbose_errors: config.auth.verbose_errors,
+        max_body_size: config.internal_api.publish_max_body_size,
+        revision: config.revision.clone(),
+        node_name: node_name(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let rules = LivenessRules {
+        keepalive_ms: config.sse.keepalive.as_millis() as u64,
+        timeout_ms: config.sse.timeout.as_millis() as u64,
+    };
+    let expiry_every = (config.history.min_duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let timers = tokio::spawn(run_timers(
+        hub.clone(),
+        liveness.clone(),
+        rules,
+        expiry_every,
+        stop_rx.clone(),
+    ));
+    let public_addr = local_addr(&public_listener);
+    let internal_addr = local_addr(&internal_listener);
+    let public_task = tokio::spawn(public.clone().serve(public_listener, stop_rx.clone()));
+    let mut internal_stop = stop_rx.clone();
+    let internal_task = tokio::spawn(async move {
+        let app = internal::router(internal_state);
+        let serve = axum::serve(internal_listener, app).with_graceful_shutdown(async move {
+            stopped(&mut internal_stop).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "internal API stopped");
+        }
+    });
+    // Tests and scripts start Herald on port 0 and wait for these lines to learn the ports.
+    tracing::info!(addr = %public_addr, "public API listening");
+    tracing::info!(addr = %internal_addr, "internal API listening");
+
+    let signal = shutdown.await;
+    let started = tokio::time::Instant::now();
+    let streams = liveness.len();
+    tracing::info!(signal, streams, "shutting down: telling every stream to reconnect");
+    metrics.set_stopping();
+    let _ = stop_tx.send(true);
+    let _ = public_task.await;
+    public.begin_shutdown();
+    while liveness.close_some(CloseReason::Shutdown, SHUTDOWN_ROUND) == SHUTDOWN_ROUND {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let drain = async {
+        public.drained().await;
+        let _ = internal_task.await;
+    };
+    if tokio::time::timeout(config.shutdown_drain_timeout, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = public.open_connections(),
+            "drain timeout (SHUTDOWN_DRAIN_TIMEOUT) reached; closing the remaining connections"
+        );
+    }
+    timers.abort();
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    Ok(())
+}
+
+/// The shared timers: stream liveness at its tick, history expiry at least every D/4.
+async fn run_timers(
+    hub: Arc<Hub>,
+    liveness: Arc<Liveness>,
+    rules: LivenessRules,
+    expiry_every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut liveness_tick = tokio::time::interval(rules.tick());
+    liveness_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut expiry_tick = tokio::time::interval(expiry_every);
+    expiry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = liveness_tick.tick() => {
+                liveness.sweep(hub.clock().now_ms(), rules);
+            }
+            _ = expiry_tick.tick() => hub.expire(),
+            _ = stopped(&mut stop) => return,
+        }
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())
+}
+
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("herald@{}", host.trim())
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it before the future completes.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}

@@ -1,0 +1,153 @@
+//! The writer of one held SSE stream: response head, replay, then live frames until the
+//! subscription ends or the client goes away.
+//!
+//! This is the state every idle subscription keeps for its whole life, so it is deliberately
+//! small: the socket, a reference to the outbox, and nothing else between wake-ups. Frames are
+//! taken from the outbox in batches and written with one `writev`. While idle, the task waits on
+//! the outbox and on the socket becoming readable, which is how a client's hang-up is noticed.
+//!
+//! Rule for every `.await` here: no lock is held (the outbox lock is only taken inside
+//! synchronous calls).
+
+use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::frame::{Frame, LAST_CHUNK};
+use crate::hub::outbox::{CloseReason, Outbox, Taken};
+
+/// How long a write may stay stuck after the subscription started closing before the connection
+/// is dropped without its closing event: a client that stopped reading cannot hold a task forever.
+const STUCK_WRITE_GRACE: Duration = Duration::from_secs(2);
+
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The server ended it and the client got the closing event.
+    Closed(CloseReason),
+    /// The client went away (or stopped reading while the stream was closing).
+    ClientGone,
+}
+
+/// What the writer counts as it goes.
+pub trait DeliveryCounter {
+    /// `n` message frames were written.
+    fn messages_written(&self, n: u64);
+}
+
+/// Streams `head`, then `replay`, then live frames from `outbox` onto `socket`.
+pub async fn run(
+    socket: &mut TcpStream,
+    head: Bytes,
+    replay: Vec<Frame>,
+    outbox: &Outbox,
+    counter: &impl DeliveryCounter,
+) -> StreamEnd {
+    let first = std::iter::once(&head[..]).chain(replay.iter().map(|f| &f.chunk()[..]));
+    if write_all(socket, first, outbox).await.is_err() {
+        return StreamEnd::ClientGone;
+    }
+    counter.messages_written(replay.len() as u64);
+    drop(replay);
+
+    loop {
+        let mut batch: Vec<Frame> = Vec::new();
+        match wait(socket, outbox, &mut batch).await {
+            Wake::ClientGone => return StreamEnd::ClientGone,
+            Wake::Taken(Taken::Frames) => {
+                let messages = batch.iter().filter(|f| f.is_message()).count();
+                if write_all(socket, batch.iter().map(|f| &f.chunk()[..]), outbox)
+                    .await
+                    .is_err()
+                {
+                    return StreamEnd::ClientGone;
+                }
+                counter.messages_written(messages as u64);
+            }
+            Wake::Taken(Taken::Close(reason)) => {
+                let closing = Frame::control(reason.event_name());
+                let finished = tokio::time::timeout(STUCK_WRITE_GRACE, async {
+                    write_all(socket, [&closing.chunk()[..], LAST_CHUNK].into_iter(), outbox).await?;
+                    socket.shutdown().await
+                })
+                .await;
+                return match finished {
+                    Ok(Ok(())) => StreamEnd::Closed(reason),
+                    _ => StreamEnd::ClientGone,
+                };
+            }
+        }
+    }
+}
+
+enum Wake {
+    Taken(Taken),
+    ClientGone,
+}
+
+/// Waits for frames, a close, or the client hanging up.
+async fn wait(socket: &TcpStream, outbox: &Outbox, batch: &mut Vec<Frame>) -> Wake {
+    poll_fn(|cx| {
+        if let Poll::Ready(taken) = outbox.poll_take(cx, batch) {
+            return Poll::Ready(Wake::Taken(taken));
+        }
+        loop {
+            match socket.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(Wake::ClientGone),
+                Poll::Ready(Ok(())) => {
+                    // A client has nothing to say on a held stream: anything it sends is
+                    // discarded; end-of-file means it left.
+                    let mut scratch = [0u8; 64];
+                    match socket.try_read(&mut scratch) {
+                        Ok(0) => return Poll::Ready(Wake::ClientGone),
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(_) => return Poll::Ready(Wake::ClientGone),
+                    }
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Writes every buffer with as few `writev` calls as the socket allows. Gives up
+/// [`STUCK_WRITE_GRACE`] after the subscription starts closing if the client is not reading.
+async fn write_all<'a>(
+    socket: &mut TcpStream,
+    bufs: impl Iterator<Item = &'a [u8]>,
+    outbox: &Outbox,
+) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'a>> = bufs.map(IoSlice::new).collect();
+    let mut remaining: &mut [IoSlice<'a>] = &mut slices;
+    let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    poll_fn(|cx| {
+        while !remaining.is_empty() {
+            match Pin::new(&mut *socket).poll_write_vectored(cx, remaining) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => IoSlice::advance_slices(&mut remaining, n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    if grace.is_none() && outbox.poll_closing(cx).is_ready() {
+                        grace = Some(Box::pin(tokio::time::sleep(STUCK_WRITE_GRACE)));
+                    }
+                    if let Some(g) = grace.as_mut()
+                        && g.as_mut().poll(cx).is_ready()
+                    {
+                        return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    })
+    .await
+}
