@@ -254,8 +254,7 @@ pub fn read_response(s: &mut TcpStream) -> Response {
         }
         body.truncate(len);
     } else if response.header("transfer-encoding").is_some() {
-        let mut decoder = ChunkDecoder::default();
-        decoder.buf = body;
+        let mut decoder = ChunkDecoder { buf: body };
         let mut out = Vec::new();
         loop {
             match decoder.next_chunk() {
