@@ -429,3 +429,77 @@ async fn skip_body(socket: &mut TcpStream, buf: &mut Vec<u8>, body: Body) -> boo
         }
     }
 }
+
+/// Sizes of what every held subscription keeps, for `herald serve --sizes`-style diagnostics and
+/// the regression test below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionSizes {
+    /// The connection task's future (allocated once per connection by the runtime).
+    pub connection_task: usize,
+    /// The outbox, behind an `Arc`.
+    pub outbox: usize,
+}
+
+impl PublicApi {
+    /// Measures [`SubscriptionSizes`] without running anything.
+    pub fn subscription_sizes(self: &Arc<Self>, socket: TcpStream) -> SubscriptionSizes {
+        let task = self.clone().handle_connection(socket);
+        SubscriptionSizes {
+            connection_task: std::mem::size_of_val(&task),
+            outbox: std::mem::size_of::<Outbox>(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::auth::keys::development_auth;
+    use crate::clock::Clock;
+    use crate::history::Retention;
+    use crate::hub::HubSettings;
+
+    /// Recorded baselines (x86_64). A change that grows what every idle connection holds fails
+    /// here first; raise a baseline only with a measured reason (BENCHMARKS.md).
+    const TASK_BASELINE: usize = 900;
+    const OUTBOX_BASELINE: usize = 112;
+
+    #[tokio::test]
+    async fn test_subscription_sizes() {
+        let hub = Arc::new(Hub::new(
+            HubSettings {
+                retention: Retention::from_min_duration(30_000, 1000),
+                max_history_bytes: 1 << 20,
+            },
+            Clock::system(),
+        ));
+        let api = Arc::new(PublicApi::new(
+            PublicSettings {
+                subscribe_path: "/v1/subscribe".into(),
+                allowed_origins: Regex::new("^$").unwrap(),
+                preflight_max_age_s: 0,
+                head_limits: HeadLimits {
+                    max_header_value_length: 8192,
+                },
+                max_connections: None,
+                verbose_errors: false,
+                outbox_capacity: 16,
+                sse_timeout: Duration::from_secs(1),
+                sse_keepalive: Duration::from_secs(1),
+            },
+            Verifier::new(development_auth().0, 120),
+            hub,
+            Arc::new(Liveness::default()),
+            Arc::new(Metrics::new([])),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let sizes = api.subscription_sizes(socket);
+        println!("{sizes:?}");
+        assert!(
+            sizes.connection_task <= TASK_BASELINE,
+            "connection task grew: {sizes:?}"
+        );
+        assert!(sizes.outbox <= OUTBOX_BASELINE, "outbox grew: {sizes:?}");
+    }
+}

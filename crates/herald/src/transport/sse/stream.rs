@@ -71,18 +71,24 @@ pub async fn run(
                 counter.messages_written(messages as u64);
             }
             Wake::Taken(Taken::Close(reason)) => {
-                let closing = Frame::control(reason.event_name());
-                let finished = tokio::time::timeout(STUCK_WRITE_GRACE, async {
-                    write_all(socket, [&closing.chunk()[..], LAST_CHUNK].into_iter(), outbox).await?;
-                    socket.shutdown().await
-                })
-                .await;
-                return match finished {
-                    Ok(Ok(())) => StreamEnd::Closed(reason),
-                    _ => StreamEnd::ClientGone,
-                };
+                // Boxed: this runs once per stream, so its timer need not enlarge the idle task.
+                return Box::pin(finish(socket, reason, outbox)).await;
             }
         }
+    }
+}
+
+/// Writes the closing event and the last chunk, within [`STUCK_WRITE_GRACE`].
+async fn finish(socket: &mut TcpStream, reason: CloseReason, outbox: &Outbox) -> StreamEnd {
+    let closing = Frame::control(reason.event_name());
+    let finished = tokio::time::timeout(STUCK_WRITE_GRACE, async {
+        write_all(socket, [&closing.chunk()[..], LAST_CHUNK].into_iter(), outbox).await?;
+        socket.shutdown().await
+    })
+    .await;
+    match finished {
+        Ok(Ok(())) => StreamEnd::Closed(reason),
+        _ => StreamEnd::ClientGone,
     }
 }
 
