@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::api::internal::{self, InternalState};
 use crate::api::public::request::HeadLimits;
 use crate::api::public::{PublicApi, PublicSettings};
-use crate::auth::Verifier;
+use crate::auth::{CachingVerifier, Verifier};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::history::Retention;
@@ -123,7 +123,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let internal_state = Arc::new(InternalState {
         hub: hub.clone(),
         liveness: liveness.clone(),
-        verifier: Verifier::new(config.auth.internal.clone(), config.internal_api.jwt_max_lifetime_s),
+        verifier: CachingVerifier::new(Verifier::new(
+            config.auth.internal.clone(),
+            config.internal_api.jwt_max_lifetime_s,
+        )),
         metrics: metrics.clone(),
         verbose_errors: config.auth.verbose_errors,
         max_body_size: config.internal_api.publish_max_body_size,

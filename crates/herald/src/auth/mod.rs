@@ -4,8 +4,10 @@
 //! Neurow's (spec §1.2), so a token Neurow accepts, Herald accepts, and a token Neurow refuses gets
 //! the same error code and status.
 
+mod cache;
 pub mod keys;
 pub mod token;
 mod verify;
 
+pub use cache::CachingVerifier;
 pub use verify::{AuthError, Principal, Verifier, bearer_token};

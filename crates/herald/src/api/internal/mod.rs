@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
-use crate::auth::{AuthError, Principal, Verifier, bearer_token};
+use crate::auth::{AuthError, CachingVerifier, Principal, bearer_token};
 use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::model::Topic;
@@ -44,8 +44,8 @@ pub struct InternalState {
     pub hub: Arc<Hub>,
     /// The node's open streams.
     pub liveness: Arc<Liveness>,
-    /// Verifies publisher tokens.
-    pub verifier: Verifier,
+    /// Verifies publisher tokens, remembering the accepted ones.
+    pub verifier: CachingVerifier,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
     /// Whether 403s carry their precise code.
