@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and black-box tests, and that benches build.
-# Installs what the tests need when it is missing, so it works on a fresh machine.
+# The whole test suite: formatting, lints, unit, property and black-box tests, and that the
+# benches and fuzz targets build. Installs what the tests need when it is missing (a C compiler
+# for jemalloc and aws-lc; cargo-fuzz when a nightly toolchain is present), so it works on a
+# fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required: install Rust from https://rustup.rs" >&2
   exit 1
+fi
+if ! command -v cc >/dev/null 2>&1; then
+  echo "== installing a C compiler (build-essential)"
+  apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
 echo "== format"
@@ -17,3 +23,5 @@ echo "== tests"
 cargo test --workspace --locked
 echo "== benches build"
 cargo bench --workspace --locked --no-run
+echo "== fuzz targets build"
+./scripts/fuzz.sh --build-only

@@ -150,7 +150,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let public_addr = local_addr(&public_listener);
     let internal_addr = local_addr(&internal_listener);
     let public_task = tokio::spawn(public.clone().serve(public_listener, stop_rx.clone()));
-    let mut internal_stop = stop_rx.clone();
+    // The internal API outlives the public one at shutdown: publishes still land in history (and
+    // `stopping` can be scraped) while streams drain.
+    let (internal_stop_tx, mut internal_stop) = watch::channel(false);
     let internal_task = tokio::spawn(async move {
         let app = internal::router(internal_state);
         let serve = axum::serve(internal_listener, app).with_graceful_shutdown(async move {
@@ -175,19 +177,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     while liveness.close_some(CloseReason::Shutdown, SHUTDOWN_ROUND) == SHUTDOWN_ROUND {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let drain = async {
-        public.drained().await;
-        let _ = internal_task.await;
-    };
-    if tokio::time::timeout(config.shutdown_drain_timeout, drain)
-        .await
-        .is_err()
-    {
+    let deadline = tokio::time::Instant::now() + config.shutdown_drain_timeout;
+    if tokio::time::timeout_at(deadline, public.drained()).await.is_err() {
         tracing::warn!(
             open = public.open_connections(),
             "drain timeout (SHUTDOWN_DRAIN_TIMEOUT) reached; closing the remaining connections"
         );
     }
+    let _ = internal_stop_tx.send(true);
+    let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), internal_task).await;
     timers.abort();
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())

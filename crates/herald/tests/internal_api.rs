@@ -65,6 +65,11 @@ fn other_routes_need_a_token_in_either_header() {
         );
         assert_eq!(missing.status, 404);
     }
+    let wrong_method = request(
+        h.internal,
+        &format!("GET /v1/publish HTTP/1.1\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"),
+    );
+    assert_eq!(wrong_method.status, 404, "as Neurow, not 405");
 }
 
 #[test]

@@ -164,6 +164,18 @@ impl Metrics {
         for reason in ["expired", "topic_cap", "byte_cap"] {
             m.history_trimmed.with_label_values(&[reason]);
         }
+        for reason in ["max_connections", "shutting_down"] {
+            m.connections_rejected.with_label_values(&[reason]);
+        }
+        for reason in [
+            "slow_consumer",
+            "shutdown",
+            "timeout",
+            "credentials_expired",
+            "client_gone",
+        ] {
+            m.subscription_closed.with_label_values(&[reason]);
+        }
         m
     }
 

@@ -70,6 +70,8 @@ pub fn router(state: Arc<InternalState>) -> Router {
         .route("/process_stats", get(process_stats))
         .route("/v1/publish", post(publish))
         .fallback(|| async { StatusCode::NOT_FOUND })
+        // Neurow answers an unknown method on a known path like an unknown path.
+        .method_not_allowed_fallback(|| async { StatusCode::NOT_FOUND })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)

@@ -10,6 +10,11 @@ use serde_json::{Map, Value};
 
 use crate::model::NewMessage;
 
+/// Largest publisher `timestamp`: 2^53 - 1. Event ids above it would lose precision in
+/// JavaScript, and capping them leaves room for server ids to stay unique and increasing after a
+/// topic's largest id.
+pub const MAX_TIMESTAMP: u64 = (1 << 53) - 1;
+
 /// A validated publish: every topic gets every message, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishRequest {
@@ -105,7 +110,8 @@ fn parse_message(m: &Map<String, Value>) -> Result<NewMessage, PublishError> {
     let timestamp = match field(m, "timestamp") {
         None => None,
         Some(t) => match t.as_u64() {
-            Some(ts) => Some(ts),
+            Some(ts) if ts <= MAX_TIMESTAMP => Some(ts),
+            Some(_) => return fail("'timestamp' must be at most 9007199254740991 (2^53 - 1)"),
             None => return fail("'timestamp' must be a positive integer"),
         },
     };

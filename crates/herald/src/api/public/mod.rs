@@ -172,6 +172,7 @@ impl PublicApi {
     async fn handle_connection(self: Arc<Self>, mut socket: TcpStream) {
         let Some(_open) = OpenGuard::enter(&self) else {
             self.metrics.connection_rejected("max_connections");
+            self.metrics.http_request(Interface::Public, 503);
             let reply = response::unavailable(
                 "too_many_connections",
                 "The server holds as many connections as it may (PUBLIC_API_MAX_CONNECTIONS); retry later",
