@@ -272,6 +272,17 @@ pub struct PublicApiConfig {
     pub preflight_max_age_s: u64,
     /// Longest request header value, bytes.
     pub max_header_value_length: usize,
+    /// HTTPS, when both files are set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the public API's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `SSL_CERTFILE`.
+    pub cert_file: std::path::PathBuf,
+    /// `SSL_KEYFILE`.
+    pub key_file: std::path::PathBuf,
 }
 
 /// Stream timing.
@@ -451,6 +462,7 @@ impl Config {
             allowed_origins,
             preflight_max_age_s: r.integer("PREFLIGHT_MAX_AGE", 86400, 0, u64::from(u32::MAX)),
             max_header_value_length: r.integer("MAX_HEADER_VALUE_LENGTH", 8192, 64, 1 << 20) as usize,
+            tls: None,
         };
 
         let sse = SseConfig {
@@ -458,16 +470,35 @@ impl Config {
             keepalive: Duration::from_millis(r.integer("SSE_KEEPALIVE", 600_000, 1, u64::from(u32::MAX))),
         };
 
-        for name in ["SSL_CERTFILE", "SSL_KEYFILE"] {
-            if let Some(v) = r.raw(name).filter(|v| !v.is_empty()) {
+        let tls = match (
+            r.raw("SSL_CERTFILE").filter(|v| !v.is_empty()),
+            r.raw("SSL_KEYFILE").filter(|v| !v.is_empty()),
+        ) {
+            (None, None) => None,
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file: cert_file.into(),
+                key_file: key_file.into(),
+            }),
+            (Some(cert), None) => {
                 r.fail(
-                    name,
-                    &v,
-                    "TLS is not built into this version of Herald yet; unset it and terminate TLS in a proxy in front of Herald",
+                    "SSL_KEYFILE",
+                    "",
+                    format!("must be set too, since SSL_CERTFILE is ({cert})"),
                 );
+                None
             }
-        }
+            (None, Some(key)) => {
+                r.fail(
+                    "SSL_CERTFILE",
+                    "",
+                    format!("must be set too, since SSL_KEYFILE is ({key})"),
+                );
+                None
+            }
+        };
 
+        let mut public_api = public_api;
+        public_api.tls = tls;
         let internal_api = InternalApiConfig {
             host: r.host("INTERNAL_API_HOST"),
             port: r.port("INTERNAL_API_PORT", 3000),
@@ -665,10 +696,11 @@ mod tests {
     }
 
     #[test]
-    fn tls_variables_refuse_to_start_with_a_reason() {
+    fn tls_needs_both_files() {
         let err = parse(&[("SSL_CERTFILE", "/tmp/cert.pem")]).unwrap_err();
-        assert_eq!(err.0[0].name, "SSL_CERTFILE");
-        assert!(err.0[0].reason.contains("TLS"));
+        assert_eq!(err.0[0].name, "SSL_KEYFILE");
+        let c = parse(&[("SSL_CERTFILE", "/c.pem"), ("SSL_KEYFILE", "/k.pem")]).unwrap();
+        assert_eq!(c.public_api.tls.unwrap().key_file, std::path::PathBuf::from("/k.pem"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ const SHUTDOWN_ROUND: usize = 2_000;
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The TLS certificate or key could not be used.
+    #[error("{0}")]
+    Tls(#[from] crate::api::public::tls::TlsError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} for the {api} ({source}); is the port free? Set {variable} to change it")]
     Bind {
@@ -88,6 +91,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         .collect::<std::collections::BTreeSet<_>>();
     let metrics = Arc::new(Metrics::new(issuers));
 
+    let tls = match &config.public_api.tls {
+        None => None,
+        Some(files) => Some(crate::api::public::tls::acceptor(&files.cert_file, &files.key_file)?),
+    };
     let public_listener = bind(
         "public API",
         "PUBLIC_API_PORT",
@@ -149,7 +156,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     ));
     let public_addr = local_addr(&public_listener);
     let internal_addr = local_addr(&internal_listener);
-    let public_task = tokio::spawn(public.clone().serve(public_listener, stop_rx.clone()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_task = tokio::spawn(public.clone().serve(public_listener, tls, stop_rx.clone()));
     // The internal API outlives the public one at shutdown: publishes still land in history (and
     // `stopping` can be scraped) while streams drain.
     let (internal_stop_tx, mut internal_stop) = watch::channel(false);
@@ -163,7 +171,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         }
     });
     // Tests and scripts start Herald on port 0 and wait for these lines to learn the ports.
-    tracing::info!(addr = %public_addr, "public API listening");
+    tracing::info!(addr = %public_addr, scheme = %scheme, "public API listening");
     tracing::info!(addr = %internal_addr, "internal API listening");
 
     let signal = shutdown.await;

@@ -12,6 +12,7 @@
 
 pub mod request;
 pub mod response;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +24,7 @@ use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
 use crate::hub::liveness::Liveness;
@@ -31,12 +33,15 @@ use crate::hub::{Hub, SubscriptionKey};
 use crate::model::{ResumeFrom, Topic};
 use crate::observe::metrics::{Interface, Metrics};
 use crate::server::stopped;
-use crate::transport::sse::stream::{self, DeliveryCounter, StreamEnd};
+use crate::transport::sse::stream::{self, DeliveryCounter, HeldConnection, StreamEnd};
 use request::{Body, HeadError, HeadLimits, Method, RequestHead, parse_head, parse_last_event_id};
 use response::Reply;
 
 /// A client has this long to send a complete request head (also the keep-alive idle limit).
 const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client has this long to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest request body skipped to keep a connection alive; a larger one closes it instead.
 const MAX_SKIPPED_BODY: u64 = 64 * 1024;
@@ -124,15 +129,24 @@ impl PublicApi {
         }
     }
 
-    /// Accepts connections until `stop` turns true, each served on its own task.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    /// Accepts connections until `stop` turns true, each served on its own task, over TLS when an
+    /// acceptor is given.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 _ = stopped(&mut stop) => return,
                 accepted = listener.accept() => match accepted {
                     Ok((socket, _peer)) => {
                         let _ = socket.set_nodelay(true);
-                        tokio::spawn(self.clone().handle_connection(socket));
+                        match &tls {
+                            None => drop(tokio::spawn(self.clone().handle_connection(socket))),
+                            Some(acceptor) => drop(tokio::spawn(self.clone().handshake(acceptor.clone(), socket))),
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors or a connection reset before accept: back off
@@ -169,7 +183,17 @@ impl PublicApi {
         }
     }
 
-    async fn handle_connection(self: Arc<Self>, mut socket: TcpStream) {
+    async fn handshake(self: Arc<Self>, acceptor: TlsAcceptor, socket: TcpStream) {
+        // Boxed so the handshake's state is freed once the connection is established.
+        let handshake = Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)));
+        match handshake.await {
+            Ok(Ok(tls)) => self.handle_connection(tls).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+
+    async fn handle_connection<S: HeldConnection>(self: Arc<Self>, mut socket: S) {
         let Some(_open) = OpenGuard::enter(&self) else {
             self.metrics.connection_rejected("max_connections");
             self.metrics.http_request(Interface::Public, 503);
@@ -192,7 +216,7 @@ impl PublicApi {
     }
 
     /// Answers requests on the connection until it closes or becomes a subscription.
-    async fn serve_requests(&self, socket: &mut TcpStream) -> Option<SubscribeRequest> {
+    async fn serve_requests<S: HeldConnection>(&self, socket: &mut S) -> Option<SubscribeRequest> {
         let mut buf: Vec<u8> = Vec::with_capacity(HEAD_BUFFER_INITIAL);
         loop {
             let head = match self.read_head(socket, &mut buf).await {
@@ -226,7 +250,11 @@ impl PublicApi {
 
     /// Reads until `buf` holds a complete head; `Ok(None)` when the client closed, went quiet
     /// for too long, or shutdown started.
-    async fn read_head(&self, socket: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<RequestHead>, HeadError> {
+    async fn read_head<S: HeldConnection>(
+        &self,
+        socket: &mut S,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<RequestHead>, HeadError> {
         let stopping = self.stop_notify.notified();
         tokio::pin!(stopping);
         stopping.as_mut().enable();
@@ -326,7 +354,7 @@ impl PublicApi {
     }
 
     /// Holds the subscription until it ends.
-    async fn stream(&self, mut socket: TcpStream, request: SubscribeRequest) {
+    async fn stream<S: HeldConnection>(&self, mut socket: S, request: SubscribeRequest) {
         let now_ms = self.hub.clock().now_ms();
         let outbox = Arc::new(Outbox::new(self.settings.outbox_capacity, now_ms, request.expires_ms));
         let subscribed = self.hub.subscribe(request.topic, request.resume, outbox.clone());
@@ -410,7 +438,7 @@ impl DeliveryCounter for SentCounter {
 /// Discards a request body so the next request can be read; false when the connection should
 /// close instead (a chunked or large body, or an error). Uses the head buffer as scratch space so
 /// no buffer lives in the connection's task.
-async fn skip_body(socket: &mut TcpStream, buf: &mut Vec<u8>, body: Body) -> bool {
+async fn skip_body<S: HeldConnection>(socket: &mut S, buf: &mut Vec<u8>, body: Body) -> bool {
     let mut left = match body {
         Body::Empty => return true,
         Body::Chunked => return false,

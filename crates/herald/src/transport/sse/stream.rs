@@ -12,12 +12,13 @@
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::frame::{Frame, LAST_CHUNK};
 use crate::hub::outbox::{CloseReason, Outbox, Taken};
@@ -25,6 +26,51 @@ use crate::hub::outbox::{CloseReason, Outbox, Taken};
 /// How long a write may stay stuck after the subscription started closing before the connection
 /// is dropped without its closing event: a client that stopped reading cannot hold a task forever.
 const STUCK_WRITE_GRACE: Duration = Duration::from_secs(2);
+
+/// A connection a stream can be held on: plain TCP or TLS.
+pub trait HeldConnection: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready once the client has closed its side or the connection failed. Anything the client
+    /// sends meanwhile is read and discarded: it has nothing to say on a held stream.
+    fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+impl HeldConnection for TcpStream {
+    fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Readiness first, then a non-blocking read into a stack buffer: no buffer is kept
+        // between wake-ups.
+        loop {
+            match self.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {
+                    let mut scratch = [0u8; 64];
+                    match self.try_read(&mut scratch) {
+                        Ok(0) => return Poll::Ready(()),
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(_) => return Poll::Ready(()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl HeldConnection for TlsStream<TcpStream> {
+    fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Reading drives TLS itself (a close_notify ends the stream like end-of-file).
+        loop {
+            let mut scratch = [0u8; 64];
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *self).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+            }
+        }
+    }
+}
 
 /// How a stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +88,8 @@ pub trait DeliveryCounter {
 }
 
 /// Streams `head`, then `replay`, then live frames from `outbox` onto `socket`.
-pub async fn run(
-    socket: &mut TcpStream,
+pub async fn run<S: HeldConnection>(
+    socket: &mut S,
     head: Bytes,
     replay: Vec<Frame>,
     outbox: &Outbox,
@@ -79,7 +125,7 @@ pub async fn run(
 }
 
 /// Writes the closing event and the last chunk, within [`STUCK_WRITE_GRACE`].
-async fn finish(socket: &mut TcpStream, reason: CloseReason, outbox: &Outbox) -> StreamEnd {
+async fn finish<S: HeldConnection>(socket: &mut S, reason: CloseReason, outbox: &Outbox) -> StreamEnd {
     let closing = Frame::control(reason.event_name());
     let finished = tokio::time::timeout(STUCK_WRITE_GRACE, async {
         write_all(socket, [&closing.chunk()[..], LAST_CHUNK].into_iter(), outbox).await?;
@@ -98,36 +144,20 @@ enum Wake {
 }
 
 /// Waits for frames, a close, or the client hanging up.
-async fn wait(socket: &TcpStream, outbox: &Outbox, batch: &mut Vec<Frame>) -> Wake {
+async fn wait<S: HeldConnection>(socket: &mut S, outbox: &Outbox, batch: &mut Vec<Frame>) -> Wake {
     poll_fn(|cx| {
         if let Poll::Ready(taken) = outbox.poll_take(cx, batch) {
             return Poll::Ready(Wake::Taken(taken));
         }
-        loop {
-            match socket.poll_read_ready(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(_)) => return Poll::Ready(Wake::ClientGone),
-                Poll::Ready(Ok(())) => {
-                    // A client has nothing to say on a held stream: anything it sends is
-                    // discarded; end-of-file means it left.
-                    let mut scratch = [0u8; 64];
-                    match socket.try_read(&mut scratch) {
-                        Ok(0) => return Poll::Ready(Wake::ClientGone),
-                        Ok(_) => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(_) => return Poll::Ready(Wake::ClientGone),
-                    }
-                }
-            }
-        }
+        socket.poll_hangup(cx).map(|()| Wake::ClientGone)
     })
     .await
 }
 
 /// Writes every buffer with as few `writev` calls as the socket allows. Gives up
 /// [`STUCK_WRITE_GRACE`] after the subscription starts closing if the client is not reading.
-async fn write_all<'a>(
-    socket: &mut TcpStream,
+async fn write_all<'a, S: HeldConnection>(
+    socket: &mut S,
     bufs: impl Iterator<Item = &'a [u8]>,
     outbox: &Outbox,
 ) -> io::Result<()> {
