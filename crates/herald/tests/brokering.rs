@@ -12,13 +12,7 @@ fn subscribers_only_receive_their_topic_with_neurows_headers() {
     let mut sse = h.subscribe(&sub_token("test_issuer1", "test_topic"), "");
     let r = &sse.response;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type").as_deref(), Some("text/event-stream"));
-    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some("*"));
-    assert_eq!(
-        r.header("cache-control").as_deref(),
-        Some("no-cache, no-store, max-age=0, must-revalidate")
-    );
-    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert_neurow_sse_headers(r);
     assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
     assert_eq!(r.header("x-sse-timeout").as_deref(), Some("900000"));
     assert_eq!(r.header("x-sse-keepalive").as_deref(), Some("600000"));

@@ -35,13 +35,7 @@ fn a_non_integer_last_event_id_is_a_400_sse_error() {
         ),
     );
     assert_eq!(r.status, 400);
-    assert_eq!(r.header("content-type").as_deref(), Some("text/event-stream"));
-    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some("*"));
-    assert_eq!(
-        r.header("cache-control").as_deref(),
-        Some("no-cache, no-store, max-age=0, must-revalidate")
-    );
-    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    assert_neurow_sse_headers(&r);
     let body = r.text();
     assert!(body.starts_with("id:"), "{body}");
     assert!(body.ends_with("\nevent: neurow_error_400\ndata: {\"errors\":[{\"error_code\":\"invalid_last_event_id\",\"error_message\":\"Wrong value for last-event-id\"}]}\n\n"), "{body}");

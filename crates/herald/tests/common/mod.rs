@@ -208,6 +208,17 @@ impl Response {
     }
 }
 
+/// Asserts the headers Neurow puts on every SSE response, success or error (spec §1.3).
+pub fn assert_neurow_sse_headers(r: &Response) {
+    assert_eq!(r.header("content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(
+        r.header("cache-control").as_deref(),
+        Some("no-cache, no-store, max-age=0, must-revalidate")
+    );
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+}
+
 /// Sends raw request bytes and reads the response until the server closes or the body is complete.
 pub fn request(addr: SocketAddr, raw: &str) -> Response {
     request_bytes(addr, raw.as_bytes())
