@@ -44,8 +44,23 @@ pub enum ServerError {
     },
 }
 
+/// Pending connections the kernel queues per listener. Tokio's default is 1024; a reconnection
+/// storm of 10,000 clients is better absorbed by the kernel's cap, `net.core.somaxconn` (4096 on
+/// Debian), which the kernel applies to this value anyway.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(api: &'static str, variable: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| ServerError::Bind {
         api,
         variable,
         addr,
