@@ -196,3 +196,29 @@ fn a_slow_subscriber_is_ended_with_reconnect_and_resumes_from_history() {
         assert_eq!(id_of(&resumed.next_event()), id);
     }
 }
+
+#[test]
+fn http_1_0_clients_get_raw_events_and_a_closed_connection() {
+    use std::io::{Read, Write};
+    // HTTP/1.0 has no chunked encoding: events are written as they are and the body ends when the
+    // connection closes.
+    let h = Herald::start_with(&[("SSE_TIMEOUT", "300")]);
+    let mut s = std::net::TcpStream::connect(h.public).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "GET /v1/subscribe HTTP/1.0\r\nauthorization: Bearer {}\r\nlast-event-id: 0\r\n\r\n",
+        sub_token("test_issuer1", "old")
+    )
+    .unwrap();
+    h.publish_ok(
+        "test_issuer1",
+        r#"{"topic":"old","message":{"event":"e","payload":"p","timestamp":1}}"#,
+    );
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert_eq!(body, format!("{}event: timeout\n\n", event(1, "e", "p")));
+}

@@ -80,8 +80,10 @@ pub struct PublicApi {
     hub: Arc<Hub>,
     liveness: Arc<Liveness>,
     metrics: Arc<Metrics>,
-    /// The success response head, identical for every stream: built once.
+    /// The success response heads, identical for every stream: built once. Chunked for HTTP/1.1,
+    /// raw for HTTP/1.0.
     stream_head: Bytes,
+    stream_head_http10: Bytes,
     /// Open connections, for the cap and for shutdown's drain.
     open: AtomicUsize,
     /// Notified when `open` drops to zero.
@@ -95,6 +97,8 @@ pub struct PublicApi {
 /// A subscription request that passed every check.
 struct SubscribeRequest {
     topic: Topic,
+    /// Whether the body is chunked (HTTP/1.1) or raw (HTTP/1.0).
+    framing: stream::Framing,
     resume: ResumeFrom,
     issuer: Arc<str>,
     expires_ms: u64,
@@ -114,7 +118,9 @@ impl PublicApi {
         liveness: Arc<Liveness>,
         metrics: Arc<Metrics>,
     ) -> PublicApi {
-        let stream_head = response::stream_head(settings.sse_timeout.as_millis(), settings.sse_keepalive.as_millis());
+        let (timeout_ms, keepalive_ms) = (settings.sse_timeout.as_millis(), settings.sse_keepalive.as_millis());
+        let stream_head = response::stream_head(timeout_ms, keepalive_ms, true);
+        let stream_head_http10 = response::stream_head(timeout_ms, keepalive_ms, false);
         PublicApi {
             settings,
             verifier,
@@ -122,6 +128,7 @@ impl PublicApi {
             liveness,
             metrics,
             stream_head,
+            stream_head_http10,
             open: AtomicUsize::new(0),
             drained: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -329,6 +336,11 @@ impl PublicApi {
         }
         Action::Subscribe(SubscribeRequest {
             topic: Topic::namespaced(&principal.issuer, subject),
+            framing: if head.http10 {
+                stream::Framing::Raw
+            } else {
+                stream::Framing::Chunked
+            },
             resume,
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
             issuer: principal.issuer,
@@ -370,14 +382,11 @@ impl PublicApi {
             end: StreamEnd::ClientGone,
         };
         let counter = SentCounter(self.metrics.sent_counter(&guard.issuer));
-        guard.end = stream::run(
-            &mut socket,
-            self.stream_head.clone(),
-            subscribed.replay,
-            &outbox,
-            &counter,
-        )
-        .await;
+        let head = match request.framing {
+            stream::Framing::Chunked => self.stream_head.clone(),
+            stream::Framing::Raw => self.stream_head_http10.clone(),
+        };
+        guard.end = stream::run(&mut socket, request.framing, head, subscribed.replay, &outbox, &counter).await;
     }
 }
 

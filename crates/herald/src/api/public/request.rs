@@ -66,6 +66,8 @@ pub struct RequestHead {
     pub access_control_request_headers: Vec<String>,
     /// Whether the client allows the connection to be reused.
     pub keep_alive: bool,
+    /// HTTP/1.0: no chunked encoding; a body ends when the connection closes.
+    pub http10: bool,
     /// The body framing.
     pub body: Body,
     /// Bytes the head took.
@@ -132,6 +134,7 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>,
         last_event_id: None,
         access_control_request_headers: Vec::new(),
         keep_alive: http11,
+        http10: !http11,
         body: Body::Empty,
         len,
     };

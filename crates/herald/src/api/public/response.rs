@@ -50,8 +50,11 @@ fn complete(status: u16, headers: &[(&str, &str)], body: &[u8], close: bool) -> 
     Reply { status, bytes, close }
 }
 
-/// The head of a successful subscription; the body follows as chunks. Built once per node.
-pub fn stream_head(timeout_ms: u128, keepalive_ms: u128) -> Bytes {
+/// The head of a successful subscription; the body follows as chunks, or raw for an HTTP/1.0
+/// client (which has no chunked encoding; the body ends when the connection closes). Built once
+/// per node.
+pub fn stream_head(timeout_ms: u128, keepalive_ms: u128, chunked: bool) -> Bytes {
+    let framing = if chunked { "transfer-encoding: chunked\r\n" } else { "" };
     Bytes::from(format!(
         "HTTP/1.1 200 OK\r\n\
          content-type: text/event-stream\r\n\
@@ -61,7 +64,7 @@ pub fn stream_head(timeout_ms: u128, keepalive_ms: u128) -> Bytes {
          x-sse-timeout: {timeout_ms}\r\n\
          x-sse-keepalive: {keepalive_ms}\r\n\
          x-accel-buffering: no\r\n\
-         transfer-encoding: chunked\r\n\r\n"
+         {framing}\r\n"
     ))
 }
 
@@ -134,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_stream_head_has_neurows_headers() {
-        let head = stream_head(900000, 600000);
+        let head = stream_head(900000, 600000, true);
         let text = std::str::from_utf8(&head).unwrap();
         for line in [
             "content-type: text/event-stream\r\n",

@@ -66,8 +66,17 @@ impl Frame {
 
     /// The SSE event alone, without the chunk framing.
     pub fn event_bytes(&self) -> Bytes {
+        self.0.slice(self.event_range())
+    }
+
+    /// The SSE event alone, borrowed.
+    pub fn event_slice(&self) -> &[u8] {
+        &self.0[self.event_range()]
+    }
+
+    fn event_range(&self) -> std::ops::Range<usize> {
         let start = self.0.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        self.0.slice(start..self.0.len() - 2)
+        start..self.0.len() - 2
     }
 
     /// Whether this frame carries a message (rather than a control event).

@@ -72,6 +72,31 @@ impl HeldConnection for TlsStream<TcpStream> {
     }
 }
 
+/// How frames are put on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// HTTP/1.1: one chunk per event, and a last chunk at the end.
+    Chunked,
+    /// HTTP/1.0: the events as they are; the body ends when the connection closes.
+    Raw,
+}
+
+impl Framing {
+    fn wire(self, frame: &Frame) -> &[u8] {
+        match self {
+            Framing::Chunked => frame.chunk(),
+            Framing::Raw => frame.event_slice(),
+        }
+    }
+
+    fn end(self) -> &'static [u8] {
+        match self {
+            Framing::Chunked => LAST_CHUNK,
+            Framing::Raw => b"",
+        }
+    }
+}
+
 /// How a stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamEnd {
@@ -90,12 +115,13 @@ pub trait DeliveryCounter {
 /// Streams `head`, then `replay`, then live frames from `outbox` onto `socket`.
 pub async fn run<S: HeldConnection>(
     socket: &mut S,
+    framing: Framing,
     head: Bytes,
     replay: Vec<Frame>,
     outbox: &Outbox,
     counter: &impl DeliveryCounter,
 ) -> StreamEnd {
-    let first = std::iter::once(&head[..]).chain(replay.iter().map(|f| &f.chunk()[..]));
+    let first = std::iter::once(&head[..]).chain(replay.iter().map(|f| framing.wire(f)));
     if write_all(socket, first, outbox).await.is_err() {
         return StreamEnd::ClientGone;
     }
@@ -108,7 +134,7 @@ pub async fn run<S: HeldConnection>(
             Wake::ClientGone => return StreamEnd::ClientGone,
             Wake::Taken(Taken::Frames) => {
                 let messages = batch.iter().filter(|f| f.is_message()).count();
-                if write_all(socket, batch.iter().map(|f| &f.chunk()[..]), outbox)
+                if write_all(socket, batch.iter().map(|f| framing.wire(f)), outbox)
                     .await
                     .is_err()
                 {
@@ -118,17 +144,22 @@ pub async fn run<S: HeldConnection>(
             }
             Wake::Taken(Taken::Close(reason)) => {
                 // Boxed: this runs once per stream, so its timer need not enlarge the idle task.
-                return Box::pin(finish(socket, reason, outbox)).await;
+                return Box::pin(finish(socket, framing, reason, outbox)).await;
             }
         }
     }
 }
 
 /// Writes the closing event and the last chunk, within [`STUCK_WRITE_GRACE`].
-async fn finish<S: HeldConnection>(socket: &mut S, reason: CloseReason, outbox: &Outbox) -> StreamEnd {
+async fn finish<S: HeldConnection>(
+    socket: &mut S,
+    framing: Framing,
+    reason: CloseReason,
+    outbox: &Outbox,
+) -> StreamEnd {
     let closing = Frame::control(reason.event_name());
     let finished = tokio::time::timeout(STUCK_WRITE_GRACE, async {
-        write_all(socket, [&closing.chunk()[..], LAST_CHUNK].into_iter(), outbox).await?;
+        write_all(socket, [framing.wire(&closing), framing.end()].into_iter(), outbox).await?;
         socket.shutdown().await
     })
     .await;
