@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit, property and black-box tests, and that the
-# benches and fuzz targets build. Installs what the tests need when it is missing (a C compiler
-# for jemalloc and aws-lc; cargo-fuzz when a nightly toolchain is present), so it works on a
-# fresh machine.
+# The whole test suite: formatting, lints, unit, property and black-box tests, a smoke run of
+# the load generator, and that the benches and fuzz targets build. Installs what the tests need
+# when it is missing (a C compiler for jemalloc and aws-lc; cargo-fuzz when a nightly toolchain
+# is present), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,9 @@ echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 cargo test --workspace --locked
+echo "== load generator smoke run (every herald-load scenario, tiny, against a fresh Herald)"
+cargo build --workspace --locked --bins
+HERALD_BIN=target/debug/herald HERALD_LOAD_BIN=target/debug/herald-load ./bench/smoke.sh
 echo "== benches build"
 cargo bench --workspace --locked --no-run
 echo "== fuzz targets build"

@@ -1,0 +1,265 @@
+//! Command-line interface. Every setting also reads an environment variable; the Neurow scenario
+//! uses the same names and defaults as Neurow's own load-test tool (spec §7.3).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::target::TargetKind;
+
+/// Neurow's development secret for the public (subscribe) API.
+pub const DEV_PUBLIC_SECRET: &str = "966KljJz--KyzyBnMOrFXfAkq9XMqWwPgdBV3cKTxsc";
+/// Neurow's development secret for the internal (publish) API.
+pub const DEV_INTERNAL_SECRET: &str = "nLjJdNLlpdv3W4Xk7MyVCAZKD-hvza6FQ4yhUUFnjmg";
+
+/// Load generator and benchmark for Herald (Neurow-compatible push gateway) and Nchan.
+#[derive(Debug, Parser)]
+#[command(name = "herald-load", version, about)]
+pub struct Cli {
+    /// Scenario or tool to run.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Neurow's load test: virtual users, each with its own topic, subscriber and publisher.
+    Neurow(NeurowArgs),
+    /// Open N subscriptions and hold them; server memory and CPU per connection.
+    Idle(IdleArgs),
+    /// One topic, N subscribers: fan-out throughput (windowed) or latency at a fixed rate.
+    Broadcast(BroadcastArgs),
+    /// N topics with one subscriber each: latency against publish rate.
+    #[command(name = "one-to-one")]
+    OneToOne(OneToOneArgs),
+    /// N clients subscribe at once: time until all are subscribed, and errors.
+    Storm(StormArgs),
+    /// Read `RESULT` lines from files and print medians with Herald/Nchan ratios.
+    Table(TableArgs),
+    /// Draw latency against rate (SVG) from one-to-one `RESULT` lines.
+    Plot(PlotArgs),
+    /// Internal: run as a worker process (started by the tool itself).
+    #[command(name = "__worker", hide = true)]
+    Worker,
+}
+
+/// Settings shared by every scenario.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Server wire format.
+    #[arg(long, env = "TARGET", value_enum, default_value_t = TargetKind::Herald)]
+    pub target: TargetKind,
+    /// Subscribe URL [default: herald http://127.0.0.1:4000/v1/subscribe, nchan
+    /// http://127.0.0.1:4100/sub/ (the channel is appended)].
+    #[arg(long, env = "SSE_URL")]
+    pub sse_url: Option<String>,
+    /// Publish URL [default: herald http://127.0.0.1:3000/v1/publish, nchan
+    /// http://127.0.0.1:3100/pub/].
+    #[arg(long, env = "PUBLISH_URL")]
+    pub publish_url: Option<String>,
+    /// `iss` of subscriber tokens (subscribers receive topic `<iss>-<sub>`).
+    #[arg(long, env = "SSE_JWT_ISSUER", default_value = "test_issuer1")]
+    pub sse_jwt_issuer: String,
+    /// HS256 secret of subscriber tokens (raw key bytes).
+    #[arg(long, env = "SSE_JWT_SECRET", default_value = DEV_PUBLIC_SECRET, hide_default_value = true)]
+    pub sse_jwt_secret: String,
+    /// `aud` of subscriber tokens.
+    #[arg(long, env = "SSE_JWT_AUDIENCE", default_value = "public_api")]
+    pub sse_jwt_audience: String,
+    /// Lifetime of subscriber tokens, seconds. Herald refuses more than its
+    /// PUBLIC_API_JWT_MAX_LIFETIME (120 by default); for long runs start Herald with
+    /// PUBLIC_API_JWT_MAX_LIFETIME=86400 and raise this.
+    #[arg(long, env = "SSE_JWT_EXPIRATION", default_value_t = 120)]
+    pub sse_jwt_expiration: u64,
+    /// Subscriber `User-Agent`.
+    #[arg(long, env = "SSE_USER_AGENT", default_value = "herald-load/0.1")]
+    pub sse_user_agent: String,
+    /// Re-open ended streams with `Last-Event-ID` (a replayed duplicate is an error).
+    #[arg(long, env = "SSE_AUTO_RECONNECT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sse_auto_reconnect: bool,
+    /// `iss` of publisher tokens (must equal SSE_JWT_ISSUER for messages to reach subscribers).
+    #[arg(long, env = "PUBLISH_JWT_ISSUER", default_value = "test_issuer1")]
+    pub publish_jwt_issuer: String,
+    /// HS256 secret of publisher tokens.
+    #[arg(long, env = "PUBLISH_JWT_SECRET", default_value = DEV_INTERNAL_SECRET, hide_default_value = true)]
+    pub publish_jwt_secret: String,
+    /// `aud` of publisher tokens.
+    #[arg(long, env = "PUBLISH_JWT_AUDIENCE", default_value = "internal_api")]
+    pub publish_jwt_audience: String,
+    /// Lifetime of publisher tokens, seconds (Herald accepts at most 1500); renewed at half-life.
+    #[arg(long, env = "PUBLISH_JWT_EXPIRATION", default_value_t = 900)]
+    pub publish_jwt_expiration: u64,
+    /// SSE event name of published messages.
+    #[arg(long, env = "EVENT_NAME", default_value = "load_test_event")]
+    pub event: String,
+    /// Server process to measure (RSS and CPU); repeat for several (e.g. nginx master and worker).
+    #[arg(long = "server-pid", env = "SERVER_PID", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
+    /// Worker processes [default: enough for --max-per-worker].
+    #[arg(long, env = "WORKERS")]
+    pub workers: Option<usize>,
+    /// Most subscriptions held by one worker process (each may open 20,000 files at most).
+    #[arg(long, env = "MAX_PER_WORKER", default_value_t = 9000)]
+    pub max_per_worker: usize,
+    /// Source addresses to spread connections over (127.0.0.2, 127.0.0.3, ...).
+    #[arg(long, env = "SOURCE_IPS", default_value_t = 4)]
+    pub source_ips: usize,
+    /// Subscribe handshakes in flight per worker.
+    #[arg(long, env = "CONNECT_CONCURRENCY", default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Limit on one subscribe, milliseconds.
+    #[arg(long, env = "CONNECT_TIMEOUT", default_value_t = 30_000)]
+    pub connect_timeout_ms: u64,
+    /// Publisher keep-alive connections per process.
+    #[arg(long, env = "PUBLISH_HTTP_POOL_SIZE", default_value_t = 64)]
+    pub publish_connections: usize,
+    /// Limit on one publish, milliseconds.
+    #[arg(long, env = "PUBLISH_TIMEOUT", default_value_t = 5000)]
+    pub publish_timeout_ms: u64,
+    /// Minimum payload size, bytes (the payload is padded).
+    #[arg(long, env = "PAYLOAD_SIZE", default_value_t = 64)]
+    pub payload_size: usize,
+    /// Tiny sizes and a few seconds per scenario (for CI).
+    #[arg(long, env = "SMOKE")]
+    pub smoke: bool,
+    /// Free text stored in the result (e.g. "run 2").
+    #[arg(long, env = "LABEL", default_value = "")]
+    pub label: String,
+}
+
+/// `neurow` settings (Neurow's load-test names and defaults).
+#[derive(Debug, Clone, Args)]
+pub struct NeurowArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Concurrent virtual users.
+    #[arg(long, env = "NB_USER", default_value_t = 1)]
+    pub nb_user: usize,
+    /// Messages per user: random in MIN+1 ..= MAX.
+    #[arg(long, env = "NUMBER_OF_MESSAGES_MIN", default_value_t = 10)]
+    pub number_of_messages_min: u64,
+    /// See NUMBER_OF_MESSAGES_MIN.
+    #[arg(long, env = "NUMBER_OF_MESSAGES_MAX", default_value_t = 50)]
+    pub number_of_messages_max: u64,
+    /// Delay before each message, ms: random in MIN+1 ..= MAX.
+    #[arg(long, env = "DELAY_BETWEEN_MESSAGES_MIN", default_value_t = 500)]
+    pub delay_between_messages_min: u64,
+    /// See DELAY_BETWEEN_MESSAGES_MIN.
+    #[arg(long, env = "DELAY_BETWEEN_MESSAGES_MAX", default_value_t = 5000)]
+    pub delay_between_messages_max: u64,
+    /// Each user first waits a random 1 ..= this many ms.
+    #[arg(long, env = "INITIAL_DELAY_MAX", default_value_t = 5000)]
+    pub initial_delay_max: u64,
+    /// Run duration, seconds: no message is published after it.
+    #[arg(long, env = "RUN_DURATION", default_value_t = 60)]
+    pub duration: u64,
+    /// Longest wait for published messages after a user's publisher stops, seconds.
+    #[arg(long, env = "GRACE", default_value_t = 10)]
+    pub grace: u64,
+}
+
+/// `idle` settings.
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Subscriptions to open (one topic each).
+    #[arg(long, env = "CONNECTIONS", default_value_t = 10_000)]
+    pub connections: usize,
+    /// Seconds to hold them after all are open (measures keep-alive CPU).
+    #[arg(long, env = "HOLD", default_value_t = 5)]
+    pub hold: u64,
+}
+
+/// `broadcast` settings.
+#[derive(Debug, Clone, Args)]
+pub struct BroadcastArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Subscribers of the one topic.
+    #[arg(long, env = "CONNECTIONS", default_value_t = 10_000)]
+    pub connections: usize,
+    /// Publishing time, seconds.
+    #[arg(long, env = "DURATION", default_value_t = 10)]
+    pub duration: u64,
+    /// Publish at this many messages per second (latency mode) instead of as fast as possible.
+    #[arg(long, env = "RATE")]
+    pub rate: Option<f64>,
+    /// As-fast-as-possible mode: publish message k only once (k - window) messages reached every
+    /// subscriber, so server outboxes never hold more than `window` messages.
+    #[arg(long, env = "WINDOW", default_value_t = 16)]
+    pub window: u64,
+    /// Most messages to publish.
+    #[arg(long, env = "MESSAGES", default_value_t = 100_000)]
+    pub messages: u64,
+}
+
+/// `one-to-one` settings.
+#[derive(Debug, Clone, Args)]
+pub struct OneToOneArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Topics, one subscriber each.
+    #[arg(long, env = "CONNECTIONS", default_value_t = 10_000)]
+    pub connections: usize,
+    /// Publish rates to sweep, messages per second in total.
+    #[arg(long, env = "RATES", value_delimiter = ',', default_values_t = vec![1000.0, 2000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0, 60000.0, 80000.0])]
+    pub rates: Vec<f64>,
+    /// Seconds per rate.
+    #[arg(long, env = "STEP_DURATION", default_value_t = 5)]
+    pub step_duration: u64,
+    /// The sweep reports the highest rate whose p99 latency stays under this.
+    #[arg(long, env = "P99_BOUND_MS", default_value_t = 50.0)]
+    pub p99_bound_ms: f64,
+    /// Keep sweeping after the bound is exceeded (otherwise stop at the first rate over it).
+    #[arg(long)]
+    pub full_sweep: bool,
+    /// Write the latency/rate chart here (SVG).
+    #[arg(long, env = "SVG")]
+    pub svg: Option<PathBuf>,
+}
+
+/// `storm` settings.
+#[derive(Debug, Clone, Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Clients that subscribe at the same moment.
+    #[arg(long, env = "CONNECTIONS", default_value_t = 10_000)]
+    pub connections: usize,
+}
+
+/// `table` settings.
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
+    /// Files holding `RESULT {json}` lines (other lines are ignored).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print Markdown instead of aligned text.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Leave out runs during which other processes used more than this % of one core
+    /// (`other_cpu_pct`), as disturbed.
+    #[arg(long)]
+    pub max_other_pct: Option<f64>,
+}
+
+/// `plot` settings.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// Files holding one-to-one `RESULT` lines.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output SVG file.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Leave out sweep steps during which other processes used more than this % of one core.
+    #[arg(long)]
+    pub max_other_pct: Option<f64>,
+}

@@ -1,0 +1,261 @@
+//! The `table` subcommand: medians of repeated runs, Herald beside Nchan, with ratios.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::report::RunResult;
+use crate::stats_util::median;
+use crate::target::TargetKind;
+
+/// Whether a bigger value of a metric is better.
+#[derive(Clone, Copy)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+/// A metric and which direction is better.
+type Metric = (&'static str, Better);
+
+/// The figures compared for each scenario and mode.
+const HEADLINES: &[(&str, &str, &[Metric])] = &[
+    (
+        "idle",
+        "",
+        &[
+            ("server_rss_kb_per_conn", Better::Lower),
+            ("server_cpu_us_per_subscription", Better::Lower),
+            ("server_idle_cpu_pct", Better::Lower),
+            ("all_connected_s", Better::Lower),
+            ("connect_p99_ms", Better::Lower),
+            ("listen_drops", Better::Lower),
+        ],
+    ),
+    (
+        "broadcast",
+        "window",
+        &[
+            ("deliveries_per_s", Better::Higher),
+            ("server_cpu_us_per_delivery", Better::Lower),
+            ("server_cpu_us_per_publish", Better::Lower),
+            ("latency_p50_ms", Better::Lower),
+            ("latency_p99_ms", Better::Lower),
+        ],
+    ),
+    (
+        "broadcast",
+        "rate",
+        &[
+            ("latency_p50_ms", Better::Lower),
+            ("latency_p99_ms", Better::Lower),
+            ("latency_p999_ms", Better::Lower),
+            ("latency_max_ms", Better::Lower),
+            ("server_cpu_us_per_delivery", Better::Lower),
+        ],
+    ),
+    (
+        "one-to-one",
+        "",
+        &[
+            ("max_rate_under_bound", Better::Higher),
+            ("latency_p50_ms_at_max", Better::Lower),
+            ("latency_p99_ms_at_max", Better::Lower),
+            ("server_cpu_us_per_delivery_at_max", Better::Lower),
+        ],
+    ),
+    (
+        "storm",
+        "",
+        &[
+            ("time_to_all_subscribed_s", Better::Lower),
+            ("connect_p99_ms", Better::Lower),
+            ("server_cpu_us_per_subscription", Better::Lower),
+            ("listen_drops", Better::Lower),
+            ("connect_failed", Better::Lower),
+        ],
+    ),
+    (
+        "neurow",
+        "",
+        &[
+            ("users_error", Better::Lower),
+            ("latency_p99_ms", Better::Lower),
+            ("server_cpu_us_per_publish", Better::Lower),
+        ],
+    ),
+];
+
+/// Splits off runs whose `other_cpu_pct` exceeds `max_other_pct`; returns the kept runs and how
+/// many were dropped. Runs without the metric are kept.
+pub fn drop_disturbed(results: Vec<RunResult>, max_other_pct: Option<f64>) -> (Vec<RunResult>, usize) {
+    let Some(limit) = max_other_pct else {
+        return (results, 0);
+    };
+    let total = results.len();
+    let kept: Vec<RunResult> = results
+        .into_iter()
+        .filter(|r| r.metrics.get("other_cpu_pct").is_none_or(|&v| v <= limit))
+        .collect();
+    let dropped = total - kept.len();
+    (kept, dropped)
+}
+
+/// Renders the comparison of `results`.
+pub fn table(results: &[RunResult], markdown: bool) -> String {
+    // (scenario, mode, target) -> runs
+    let mut groups: BTreeMap<(String, String, TargetKind), Vec<&RunResult>> = BTreeMap::new();
+    for r in results {
+        groups
+            .entry((r.scenario.clone(), r.mode.clone(), r.target))
+            .or_default()
+            .push(r);
+    }
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for (scenario, mode, metrics) in HEADLINES {
+        let get = |t: TargetKind| groups.get(&(scenario.to_string(), mode.to_string(), t));
+        let (herald, nchan) = (get(TargetKind::Herald), get(TargetKind::Nchan));
+        if herald.is_none() && nchan.is_none() {
+            continue;
+        }
+        let name = if mode.is_empty() {
+            scenario.to_string()
+        } else {
+            format!("{scenario} ({mode})")
+        };
+        for (metric, better) in metrics.iter() {
+            let med = |runs: Option<&Vec<&RunResult>>| {
+                runs.map(|rs| {
+                    let vals: Vec<f64> = rs.iter().filter_map(|r| r.metrics.get(*metric).copied()).collect();
+                    (median(vals.clone()), vals.len())
+                })
+            };
+            let (h, n) = (med(herald), med(nchan));
+            if h.is_none_or(|v| v.1 == 0) && n.is_none_or(|v| v.1 == 0) {
+                continue;
+            }
+            let cell = |v: Option<(f64, usize)>| match v {
+                Some((m, k)) if k > 0 => format!("{} (n={k})", fmt(m)),
+                _ => "-".to_owned(),
+            };
+            let (ratio, verdict) = match (h, n) {
+                (Some((hv, hk)), Some((nv, nk))) if hk > 0 && nk > 0 && nv != 0.0 => {
+                    let r = hv / nv;
+                    let herald_better = match better {
+                        Better::Higher => r > 1.0,
+                        Better::Lower => r < 1.0,
+                    };
+                    (
+                        format!("{r:.2}"),
+                        if (r - 1.0).abs() < 0.05 {
+                            "≈".to_owned()
+                        } else if herald_better {
+                            "herald".to_owned()
+                        } else {
+                            "nchan".to_owned()
+                        },
+                    )
+                }
+                _ => ("-".to_owned(), String::new()),
+            };
+            rows.push([name.clone(), (*metric).to_owned(), cell(h), cell(n), ratio, verdict]);
+        }
+    }
+    let header = [
+        "scenario",
+        "metric (median)",
+        "herald",
+        "nchan",
+        "herald/nchan",
+        "better",
+    ]
+    .map(str::to_owned);
+    let mut out = String::new();
+    if markdown {
+        let _ = writeln!(out, "| {} |", header.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+        for r in &rows {
+            let _ = writeln!(out, "| {} |", r.join(" | "));
+        }
+    } else {
+        let widths: Vec<usize> = (0..header.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for r in std::iter::once(&header).chain(rows.iter()) {
+            let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        }
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{} {} {} ({})", r.target, r.scenario, r.mode, r.run_id))
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "\nruns with delivery errors: {}", failed.join(", "));
+    }
+    let bound: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            r.bottleneck
+                .as_ref()
+                .map(|b| format!("{} {} {}: {}", r.target, r.scenario, r.mode, b.reason))
+        })
+        .collect();
+    if !bound.is_empty() {
+        let _ = writeln!(out, "\nload tool possibly the bottleneck in:");
+        for b in bound {
+            let _ = writeln!(out, "  {b}");
+        }
+    }
+    out
+}
+
+fn fmt(v: f64) -> String {
+    if v.abs() >= 1000.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(target: TargetKind, rss: f64) -> RunResult {
+        let mut r = RunResult::new("idle", "", target, "", "x", 10, 1);
+        r.set("server_rss_kb_per_conn", rss);
+        r
+    }
+
+    #[test]
+    fn disturbed_runs_are_dropped() {
+        let mut noisy = run(TargetKind::Herald, 9.0);
+        noisy.set("other_cpu_pct", 80.0);
+        let (kept, dropped) = drop_disturbed(vec![noisy, run(TargetKind::Herald, 1.0)], Some(30.0));
+        assert_eq!((kept.len(), dropped), (1, 1));
+    }
+
+    #[test]
+    fn medians_and_ratio() {
+        let results = vec![
+            run(TargetKind::Herald, 2.0),
+            run(TargetKind::Herald, 4.0),
+            run(TargetKind::Herald, 3.0),
+            run(TargetKind::Nchan, 6.0),
+        ];
+        let t = table(&results, true);
+        assert!(
+            t.contains("| idle | server_rss_kb_per_conn | 3.00 (n=3) | 6.00 (n=1) | 0.50 | herald |"),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! HS256 tokens for Herald's (and Neurow's) two APIs.
+//!
+//! The secret string is used as the raw HMAC key, as Neurow does. Subscriber tokens name the topic
+//! in `sub`; publisher tokens have no `sub`. Publisher tokens are cached and renewed once half of
+//! their lifetime has passed, so that a long run never sends an expired one.
+
+use std::sync::Mutex;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+
+use crate::payload::now_s;
+
+/// Issuer, key and audience of one API's tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JwtSettings {
+    /// `iss` claim.
+    pub issuer: String,
+    /// Shared secret, used as raw key bytes.
+    pub secret: String,
+    /// `aud` claim.
+    pub audience: String,
+    /// `exp - iat`, in seconds.
+    pub lifetime_s: u64,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+}
+
+impl JwtSettings {
+    /// Signs a token issued now, with `sub` if given.
+    pub fn mint(&self, sub: Option<&str>) -> anyhow::Result<String> {
+        let iat = now_s();
+        let claims = Claims {
+            iss: &self.issuer,
+            aud: &self.audience,
+            iat,
+            exp: iat + self.lifetime_s,
+            sub,
+        };
+        let key = EncodingKey::from_secret(self.secret.as_bytes());
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)?)
+    }
+}
+
+/// A publisher token reused until half its lifetime has passed.
+#[derive(Debug)]
+pub struct TokenCache {
+    settings: JwtSettings,
+    current: Mutex<Option<(String, u64)>>,
+}
+
+impl TokenCache {
+    /// A cache that mints its first token on first use.
+    pub fn new(settings: JwtSettings) -> Self {
+        Self {
+            settings,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// The current token, renewed if it is past half its lifetime.
+    pub fn get(&self) -> anyhow::Result<String> {
+        let now = now_s();
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((token, renew_at)) = current.as_ref() {
+            if now < *renew_at {
+                return Ok(token.clone());
+            }
+        }
+        let token = self.settings.mint(None)?;
+        *current = Some((token.clone(), now + self.settings.lifetime_s / 2));
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{DecodingKey, Validation};
+
+    #[derive(Debug, Deserialize)]
+    struct Back {
+        iss: String,
+        sub: String,
+        aud: String,
+        iat: u64,
+        exp: u64,
+    }
+
+    #[test]
+    fn token_verifies_with_raw_secret_and_has_neurow_claims() {
+        let s = JwtSettings {
+            issuer: "test_issuer1".into(),
+            secret: "966KljJz--KyzyBnMOrFXfAkq9XMqWwPgdBV3cKTxsc".into(),
+            audience: "public_api".into(),
+            lifetime_s: 120,
+        };
+        let token = s.mint(Some("topic_1")).expect("mint");
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&["public_api"]);
+        let back = jsonwebtoken::decode::<Back>(&token, &DecodingKey::from_secret(s.secret.as_bytes()), &v)
+            .expect("verify")
+            .claims;
+        assert_eq!(back.iss, "test_issuer1");
+        assert_eq!(back.sub, "topic_1");
+        assert_eq!(back.aud, "public_api");
+        assert_eq!(back.exp - back.iat, 120);
+    }
+
+    #[test]
+    fn cache_reuses_token() {
+        let cache = TokenCache::new(JwtSettings {
+            issuer: "i".into(),
+            secret: "s".into(),
+            audience: "internal_api".into(),
+            lifetime_s: 900,
+        });
+        assert_eq!(cache.get().expect("a"), cache.get().expect("b"));
+    }
+}

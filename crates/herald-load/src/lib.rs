@@ -1,0 +1,34 @@
+//! `herald-load`: load generator and benchmark for Herald, a Neurow-compatible push gateway
+//! (HTTP publish, Server-Sent Events subscribe), and for Nchan as a reference.
+//!
+//! # Layout
+//! - [`cli`]: command line and environment settings.
+//! - [`scenario`]: the scenarios, run by the coordinator process, and the [`scenario::Meter`]
+//!   that measures server and tool cost per phase.
+//! - [`worker`]: worker processes holding the subscriptions (at most ~9,000 each, because a
+//!   process may open only 20,000 files), and the coordinator's side of their JSON-lines protocol.
+//! - [`subscriber`], [`publish`]: the raw HTTP/1.1 SSE and publish clients; [`wire`]: their
+//!   parsers; [`net`]: socket options and source-address spreading.
+//! - [`checker`], [`payload`], [`stats`]: delivery checks, the timestamped payload, histograms.
+//! - [`target`]: Herald's and Nchan's wire formats; [`jwt`]: HS256 tokens.
+//! - [`procfs`]: server and tool RSS/CPU from `/proc`.
+//! - [`report`], [`compare`], [`plot`]: the human table, `RESULT {json}` lines, the Herald/Nchan
+//!   comparison and the SVG chart.
+
+pub mod checker;
+pub mod cli;
+pub mod compare;
+pub mod jwt;
+pub mod net;
+pub mod payload;
+pub mod plot;
+pub mod procfs;
+pub mod publish;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+pub mod stats_util;
+pub mod subscriber;
+pub mod target;
+pub mod wire;
+pub mod worker;

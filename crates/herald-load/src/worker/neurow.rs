@@ -1,0 +1,247 @@
+//! Neurow's load-test virtual users (spec §7.3), run inside one worker.
+//!
+//! Each user waits a random initial delay, picks a fresh topic and a random message count, opens
+//! one SSE connection and, once it is up, starts its own publisher, which sleeps 0.5–1.5 s and
+//! then sends each message after a random delay. The subscriber side checks that every message
+//! arrives once and in order. When all have arrived the user closes and a new one starts. With
+//! auto-reconnect a stream that ends is re-opened with `Last-Event-ID`; a replayed duplicate is
+//! then an error like any other.
+//!
+//! Runs are bounded: at the end of the duration publishers stop, and each user waits at most a
+//! grace period for the messages already published. A user cut short that got everything
+//! published so far counts as "cut", not as an error.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::sleep_until;
+
+use super::Worker;
+use super::protocol::NeurowPlan;
+use super::subscriptions::{open_sub, process};
+use crate::payload;
+use crate::subscriber::{ReadStep, SseStream, StreamEnd, SubState};
+
+/// How a virtual user ended.
+enum Outcome {
+    /// Every message arrived once, in order.
+    Ok,
+    /// The run ended first; everything published so far arrived.
+    Cut,
+    /// The run ended before the user published anything: not counted, and the slot stops.
+    Unused,
+    /// Something went wrong.
+    Error,
+}
+
+/// Runs `plan.users` user slots until `duration` has passed and the last users finished.
+pub(super) async fn run(worker: &Arc<Worker>, plan: &NeurowPlan, duration: Duration, grace: Duration) {
+    let deadline = Instant::now() + duration;
+    let mut users = JoinSet::new();
+    for n in 0..plan.users {
+        let src =
+            (!worker.plan.source_ips.is_empty()).then(|| worker.plan.source_ips[n % worker.plan.source_ips.len()]);
+        users.spawn(user_slot(worker.clone(), plan.clone(), src, deadline, grace));
+    }
+    while users.join_next().await.is_some() {}
+}
+
+/// One slot: users one after another until the deadline.
+async fn user_slot(worker: Arc<Worker>, plan: NeurowPlan, src: Option<IpAddr>, deadline: Instant, grace: Duration) {
+    loop {
+        let delay = Duration::from_millis(fastrand::u64(1..=plan.initial_delay_max_ms.max(1)));
+        let start = Instant::now() + delay;
+        if start >= deadline {
+            return;
+        }
+        sleep_until(start.into()).await;
+        let outcome = one_user(&worker, &plan, src, deadline, grace).await;
+        let mut stats = worker.stats();
+        match outcome {
+            Outcome::Ok => stats.users_ok += 1,
+            Outcome::Cut => stats.users_cut += 1,
+            Outcome::Error => stats.users_error += 1,
+            Outcome::Unused => return,
+        }
+    }
+}
+
+fn random_hex(len: usize) -> String {
+    (0..len)
+        .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+async fn one_user(
+    worker: &Arc<Worker>,
+    plan: &NeurowPlan,
+    src: Option<IpAddr>,
+    deadline: Instant,
+    grace: Duration,
+) -> Outcome {
+    let lo = plan.messages_min + 1;
+    let count = fastrand::u64(lo..=plan.messages_max.max(lo));
+    let sub = format!("{}{}", plan.topic_prefix, random_hex(32));
+    let mut state = SubState::default();
+
+    let started = Instant::now();
+    let mut stream = match open_sub(worker, &sub, src, None).await {
+        Ok(s) => s,
+        Err(e) => {
+            let mut stats = worker.stats();
+            stats.connect_failed += 1;
+            stats.error(e.label());
+            return Outcome::Error;
+        }
+    };
+    {
+        let mut stats = worker.stats();
+        stats.connected += 1;
+        stats.connect.record(started.elapsed().as_micros() as u64);
+    }
+
+    let mut publisher = tokio::spawn(publish_messages(
+        worker.clone(),
+        plan.clone(),
+        sub.clone(),
+        count,
+        deadline,
+    ));
+    // (accepted publishes, whether one failed), once the publisher has finished.
+    let mut published: Option<(u64, bool)> = None;
+    let mut give_up: Option<Instant> = None;
+    let mut failed = false;
+
+    let mut step = process(worker, None, &mut state, |cb| stream.dispatch(&mut |ev| cb(ev)));
+    loop {
+        if let ReadStep::Ended(end) = step {
+            if !worker.plan.reconnect {
+                let mut stats = worker.stats();
+                stats.streams_ended += 1;
+                stats.error(end.label());
+                failed = true;
+                break;
+            }
+            match reopen(worker, &sub, src, &state).await {
+                Some(s) => stream = s,
+                None => {
+                    failed = true;
+                    break;
+                }
+            }
+            step = process(worker, None, &mut state, |cb| stream.dispatch(&mut |ev| cb(ev)));
+            continue;
+        }
+        let unique = state.checker.unique();
+        if unique >= count {
+            break;
+        }
+        if matches!(published, Some((p, _)) if unique >= p) {
+            break;
+        }
+        tokio::select! {
+            ready = stream.readable() => {
+                step = match ready {
+                    Ok(()) => process(worker, None, &mut state, |cb| stream.read_ready(cb)),
+                    Err(e) => ReadStep::Ended(StreamEnd::Failed(
+                        format!("{:?}", e.kind()).to_lowercase(),
+                    )),
+                };
+            }
+            done = &mut publisher, if published.is_none() => {
+                published = Some(done.unwrap_or((0, true)));
+                give_up = Some(Instant::now() + grace);
+            }
+            () = sleep_until(give_up.unwrap_or(deadline).into()), if give_up.is_some() => {
+                worker.stats().error("user_wait_timeout");
+                failed = true;
+                break;
+            }
+        }
+    }
+    drop(stream);
+    let (sent, publish_failed) = match published {
+        Some(p) => p,
+        None => finish_publisher(&mut publisher).await,
+    };
+    let unique = state.checker.unique();
+    let lost = sent.saturating_sub(unique);
+    if lost > 0 {
+        worker.stats().lost += lost;
+    }
+    if failed || publish_failed || state.anomalies > 0 || lost > 0 {
+        Outcome::Error
+    } else if unique >= count {
+        Outcome::Ok
+    } else if sent == 0 {
+        Outcome::Unused
+    } else {
+        Outcome::Cut
+    }
+}
+
+/// Waits briefly for a publisher whose user already has every message (its last response may
+/// still be in flight), then stops it.
+async fn finish_publisher(publisher: &mut JoinHandle<(u64, bool)>) -> (u64, bool) {
+    match tokio::time::timeout(Duration::from_secs(1), &mut *publisher).await {
+        Ok(Ok(result)) => result,
+        _ => {
+            publisher.abort();
+            (0, false)
+        }
+    }
+}
+
+async fn reopen(worker: &Worker, sub: &str, src: Option<IpAddr>, state: &SubState) -> Option<SseStream> {
+    match open_sub(worker, sub, src, state.last_id.as_deref()).await {
+        Ok(s) => {
+            worker.stats().reconnects += 1;
+            Some(s)
+        }
+        Err(e) => {
+            worker.stats().error(format!("re{}", e.label()));
+            None
+        }
+    }
+}
+
+/// The user's publisher: returns how many messages were accepted and whether one failed.
+async fn publish_messages(
+    worker: Arc<Worker>,
+    plan: NeurowPlan,
+    sub: String,
+    count: u64,
+    deadline: Instant,
+) -> (u64, bool) {
+    let size = worker.plan.payload_size;
+    let mut next = Instant::now() + Duration::from_millis(fastrand::u64(500..=1500));
+    let mut accepted = 0;
+    for seq in 1..=count {
+        let lo = plan.delay_min_ms + 1;
+        next += Duration::from_millis(fastrand::u64(lo..=plan.delay_max_ms.max(lo)));
+        if next >= deadline {
+            break;
+        }
+        sleep_until(next.into()).await;
+        let result = worker
+            .publisher
+            .publish(&sub, || payload::encode(payload::now_us(), seq, &sub, size))
+            .await;
+        let mut stats = worker.stats();
+        match result {
+            Ok(took) => {
+                accepted += 1;
+                stats.published += 1;
+                stats.publish.record(took.as_micros() as u64);
+            }
+            Err(e) => {
+                stats.publish_errors += 1;
+                stats.error(e.label());
+                return (accepted, true);
+            }
+        }
+    }
+    (accepted, false)
+}
