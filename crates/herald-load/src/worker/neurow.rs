@@ -195,7 +195,14 @@ async fn finish_publisher(publisher: &mut JoinHandle<(u64, bool)>) -> (u64, bool
 }
 
 async fn reopen(worker: &Worker, sub: &str, src: Option<IpAddr>, state: &SubState) -> Option<SseStream> {
-    match open_sub(worker, sub, src, state.last_id.as_deref()).await {
+    match open_sub(
+        worker,
+        sub,
+        src,
+        resume_point(worker.target.kind, state.last_id.as_deref()),
+    )
+    .await
+    {
         Ok(s) => {
             worker.stats().reconnects += 1;
             Some(s)
@@ -204,6 +211,18 @@ async fn reopen(worker: &Worker, sub: &str, src: Option<IpAddr>, state: &SubStat
             worker.stats().error(format!("re{}", e.label()));
             None
         }
+    }
+}
+
+/// Where a re-opened stream resumes: after the last id seen. A stream that ended before its first
+/// message has no id to send, and re-opening it live would lose a message published in between;
+/// each user's topic is new, so resuming from the start (`0`, Herald's ids being non-negative) loses
+/// nothing and replays nothing twice. Nchan's ids are not integers, so there it stays live.
+fn resume_point(kind: crate::target::TargetKind, last_id: Option<&str>) -> Option<&str> {
+    match (last_id, kind) {
+        (Some(id), _) => Some(id),
+        (None, crate::target::TargetKind::Herald) => Some("0"),
+        (None, crate::target::TargetKind::Nchan) => None,
     }
 }
 
@@ -244,4 +263,18 @@ async fn publish_messages(
         }
     }
     (accepted, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resume_point;
+    use crate::target::TargetKind;
+
+    #[test]
+    fn a_stream_that_saw_no_message_resumes_from_the_start_on_herald() {
+        assert_eq!(resume_point(TargetKind::Herald, None), Some("0"));
+        assert_eq!(resume_point(TargetKind::Herald, Some("42")), Some("42"));
+        assert_eq!(resume_point(TargetKind::Nchan, None), None);
+        assert_eq!(resume_point(TargetKind::Nchan, Some("17:0")), Some("17:0"));
+    }
 }
