@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Meter, RunContext, merge_replies, note};
+use super::{Meter, RunContext, merge_replies, note, open_subscriptions};
 use crate::cli::BroadcastArgs;
 use crate::payload;
 use crate::report::RunResult;
@@ -41,12 +41,7 @@ pub async fn run(args: &BroadcastArgs) -> anyhow::Result<RunResult> {
     let mut result = ctx.result("broadcast", mode, connections as u64, workers.count());
 
     note(format!("broadcast: opening {connections} subscriptions"));
-    workers
-        .send_all(&Command::Connect {
-            concurrency: ctx.common.connect_concurrency,
-        })
-        .await?;
-    let (connect_stats, _) = merge_replies(&workers.replies(connect_limit).await?);
+    let (connect_stats, _) = open_subscriptions(&mut workers, ctx.common.connect_concurrency, connect_limit).await?;
     let subscribers = connect_stats.connected;
     result.set("connected", subscribers as f64);
     result.set_connect(&connect_stats);

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use super::{Meter, RunContext, merge_replies, note};
+use super::{Meter, RunContext, merge_replies, note, open_subscriptions};
 use crate::cli::IdleArgs;
 use crate::report::RunResult;
 use crate::worker::pool::Workers;
-use crate::worker::protocol::{Command, TopicLayout};
+use crate::worker::protocol::TopicLayout;
 
 /// Runs the scenario.
 pub async fn run(args: &IdleArgs) -> anyhow::Result<RunResult> {
@@ -32,12 +32,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<RunResult> {
     let mut meter = Meter::start(&ctx.common.server_pids, &workers);
     let rss_before = meter.server_rss_kb();
     note(format!("idle: opening {connections} subscriptions"));
-    workers
-        .send_all(&Command::Connect {
-            concurrency: ctx.common.connect_concurrency,
-        })
-        .await?;
-    let (stats, elapsed_us) = merge_replies(&workers.replies(connect_limit).await?);
+    let (stats, elapsed_us) = open_subscriptions(&mut workers, ctx.common.connect_concurrency, connect_limit).await?;
     let connect_s = elapsed_us as f64 / 1e6;
     // Settle: let the server finish registering before reading its memory.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -25,7 +25,7 @@ use crate::report::{Bottleneck, RunResult};
 use crate::stats::Stats;
 use crate::target::{Target, TargetKind};
 use crate::worker::pool::Workers;
-use crate::worker::protocol::{NeurowPlan, Plan, Reply, TopicLayout};
+use crate::worker::protocol::{Command, NeurowPlan, Plan, Reply, TopicLayout};
 
 /// Everything a scenario needs from the command line, resolved.
 pub struct RunContext {
@@ -151,6 +151,17 @@ impl RunContext {
             workers,
         )
     }
+}
+
+/// Has every worker open its subscriptions, `concurrency` handshakes in flight each (0: all at
+/// once), and returns their merged statistics and the slowest worker's time in µs.
+pub async fn open_subscriptions(
+    workers: &mut Workers,
+    concurrency: usize,
+    limit: Duration,
+) -> anyhow::Result<(Stats, u64)> {
+    workers.send_all(&Command::Connect { concurrency }).await?;
+    Ok(merge_replies(&workers.replies(limit).await?))
 }
 
 /// Merges the statistics in worker replies.

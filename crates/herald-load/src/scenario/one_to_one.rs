@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{Meter, RunContext, merge_replies, note};
+use super::{Meter, RunContext, merge_replies, note, open_subscriptions};
 use crate::cli::OneToOneArgs;
 use crate::plot;
 use crate::report::{RunResult, Step};
@@ -40,12 +40,7 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
     let mut result = ctx.result("one-to-one", "", connections as u64, workers.count());
 
     note(format!("one-to-one: opening {connections} subscriptions"));
-    workers
-        .send_all(&Command::Connect {
-            concurrency: ctx.common.connect_concurrency,
-        })
-        .await?;
-    let (connect_stats, _) = merge_replies(&workers.replies(connect_limit).await?);
+    let (connect_stats, _) = open_subscriptions(&mut workers, ctx.common.connect_concurrency, connect_limit).await?;
     result.set("connected", connect_stats.connected as f64);
     result.set_connect(&connect_stats);
     result.add_checks(&connect_stats);

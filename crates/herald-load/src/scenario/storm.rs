@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Meter, RunContext, merge_replies, note};
+use super::{Meter, RunContext, merge_replies, note, open_subscriptions};
 use crate::cli::StormArgs;
 use crate::payload;
 use crate::report::RunResult;
@@ -34,8 +34,7 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<RunResult> {
     let rss_before = meter.server_rss_kb();
     note(format!("storm: {connections} clients subscribe at once"));
     // Concurrency 0: every worker starts all its handshakes immediately.
-    workers.send_all(&Command::Connect { concurrency: 0 }).await?;
-    let (stats, elapsed_us) = merge_replies(&workers.replies(connect_limit).await?);
+    let (stats, elapsed_us) = open_subscriptions(&mut workers, 0, connect_limit).await?;
     let phase = meter.lap();
     let opened = stats.connected.max(1) as f64;
 
