@@ -89,6 +89,11 @@ impl Herald {
         }
         let find = |what: &str| -> Option<SocketAddr> {
             logs.lock().unwrap().iter().find(|l| l.contains(what)).and_then(|l| {
+                if l.starts_with('{') {
+                    // LOG_FORMAT=ECS: the event's own fields are under `labels.`.
+                    let line: serde_json::Value = serde_json::from_str(l).ok()?;
+                    return line["labels.addr"].as_str()?.parse().ok();
+                }
                 let addr = l.split("addr=").nth(1)?.split_whitespace().next()?;
                 addr.parse().ok()
             })
