@@ -178,6 +178,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let (internal_stop_tx, mut internal_stop) = watch::channel(false);
     let internal_task = tokio::spawn(async move {
         let app = internal::router(internal_state);
+        // With the peer address, for the `client.ip` of log lines.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(internal_listener, app).with_graceful_shutdown(async move {
             stopped(&mut internal_stop).await;
         });

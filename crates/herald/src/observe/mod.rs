@@ -4,3 +4,4 @@ pub mod ecs;
 pub mod logging;
 pub mod metrics;
 pub mod process;
+pub mod request_log;

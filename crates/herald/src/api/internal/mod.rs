@@ -5,23 +5,26 @@
 
 pub mod publish;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
+use tracing::Level;
 
 use crate::auth::{AuthError, CachingVerifier, Principal, bearer_token};
 use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::model::Topic;
 use crate::observe::metrics::{Interface, Metrics};
+use crate::observe::request_log::{RequestLog, request_event};
 use publish::parse_publish;
 
 /// Paths served without a token (prefix match, as Neurow).
@@ -69,9 +72,9 @@ pub fn router(state: Arc<InternalState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/process_stats", get(process_stats))
         .route("/v1/publish", post(publish))
-        .fallback(|| async { StatusCode::NOT_FOUND })
+        .fallback(not_found)
         // Neurow answers an unknown method on a known path like an unknown path.
-        .method_not_allowed_fallback(|| async { StatusCode::NOT_FOUND })
+        .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
@@ -89,6 +92,21 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 
 fn json_response(value: serde_json::Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+/// The connection's peer, when the router is served with `ConnectInfo` (always, but in unit tests).
+fn peer(extensions: &Extensions) -> Option<SocketAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
+
+/// The log fields of a request.
+fn request_log(request: &Request) -> RequestLog<'_> {
+    RequestLog::http(
+        request.method(),
+        request.uri(),
+        request.headers(),
+        peer(request.extensions()),
+    )
 }
 
 /// The token: `x-interservice-authorization` when present, else `authorization`.
@@ -114,7 +132,17 @@ async fn authenticate(State(state): State<Arc<InternalState>>, mut request: Requ
         }
         Err(e) => {
             state.metrics.jwt_error(Interface::Internal);
-            tracing::debug!(code = e.code(), "internal API authentication refused");
+            // By error code only, never with the token (spec §6: Neurow logged it).
+            request_event!(
+                Level::WARN,
+                request_log(&request),
+                category = "security",
+                event.category = "authentication",
+                event.outcome = "failure",
+                error.code = format_args!("jwt_authentication.{}", e.code()),
+                http.response.status_code = e.status(),
+                "internal API authentication refused"
+            );
             let (code, message) = e.client_view(state.verbose_errors);
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
             error(status, code, message)
@@ -134,32 +162,46 @@ async fn count_requests(State(state): State<Arc<InternalState>>, request: Reques
 }
 
 async fn publish(State(state): State<Arc<InternalState>>, request: Request) -> Response {
-    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
-        return error(
+    // Split so the head (for the log lines) outlives the body.
+    let (parts, body) = request.into_parts();
+    let log = || RequestLog::http(&parts.method, &parts.uri, &parts.headers, peer(&parts.extensions));
+    let refuse = |status: StatusCode, code: &str, message: &str| {
+        request_event!(
+            Level::DEBUG,
+            log(),
+            error.code = code,
+            http.response.status_code = status.as_u16(),
+            reason = message,
+            "publish refused"
+        );
+        error(status, code, message)
+    };
+    let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
+        return refuse(
             StatusCode::UNAUTHORIZED,
             "invalid_authorization_header",
             "Invalid authorization header",
         );
     };
-    let content_type = request
-        .headers()
+    let content_type = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !is_json(content_type) {
-        return error(
+        return refuse(
             StatusCode::BAD_REQUEST,
             "invalid_content_type",
             "The body must be JSON, sent with content-type: application/json",
         );
     }
-    let body = match read_body(request.into_body(), state.max_body_size).await {
+    let body = match read_body(body, state.max_body_size).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err((status, code, message)) => return refuse(status, code, &message),
     };
     let parsed = match parse_publish(&body) {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_payload", &e.0),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, "invalid_payload", &e.0),
     };
     let publish_timestamp = state.hub.clock().now_ms();
     for topic in &parsed.topics {
@@ -168,7 +210,15 @@ async fn publish(State(state): State<Arc<InternalState>>, request: Request) -> R
             .publish(&Topic::namespaced(&principal.issuer, topic), &parsed.messages);
     }
     state.metrics.publish_accepted(&principal.issuer);
-    tracing::debug!(issuer = %principal.issuer, topics = parsed.topics.len(), messages = parsed.messages.len(), "published");
+    request_event!(
+        Level::DEBUG,
+        log(),
+        issuer = &*principal.issuer,
+        topics = parsed.topics.len(),
+        messages = parsed.messages.len(),
+        http.response.status_code = 200,
+        "published"
+    );
     json_response(json!({
         "nb_published": parsed.topics.len() * parsed.messages.len(),
         "publish_timestamp": publish_timestamp,
@@ -181,23 +231,31 @@ fn is_json(content_type: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            &format!("The body is larger than {limit} bytes (PUBLISH_MAX_BODY_SIZE)"),
-        )
-    };
+/// The body, or the status, code and message of the refusal.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, (StatusCode, &'static str, String)> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(_) => Err(error(
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The body is larger than {limit} bytes (PUBLISH_MAX_BODY_SIZE)"),
+        )),
+        Err(_) => Err((
             StatusCode::BAD_REQUEST,
             "invalid_payload",
-            "The body could not be read",
+            "The body could not be read".to_owned(),
         )),
     }
+}
+
+async fn not_found(request: Request) -> StatusCode {
+    request_event!(
+        Level::DEBUG,
+        request_log(&request),
+        http.response.status_code = 404,
+        "no such route"
+    );
+    StatusCode::NOT_FOUND
 }
 
 async fn ping(State(state): State<Arc<InternalState>>) -> Response {

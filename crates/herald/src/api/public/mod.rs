@@ -14,6 +14,7 @@ pub mod request;
 pub mod response;
 pub mod tls;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -25,6 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
+use tracing::Level;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
 use crate::hub::liveness::Liveness;
@@ -32,6 +34,7 @@ use crate::hub::outbox::Outbox;
 use crate::hub::{Hub, SubscriptionKey};
 use crate::model::{ResumeFrom, Topic};
 use crate::observe::metrics::{Interface, Metrics};
+use crate::observe::request_log::{RequestLog, request_event};
 use crate::server::stopped;
 use crate::transport::sse::stream::{self, DeliveryCounter, HeldConnection, StreamEnd};
 use request::{Body, HeadError, HeadLimits, Method, RequestHead, parse_head, parse_last_event_id};
@@ -200,9 +203,15 @@ impl PublicApi {
         }
     }
 
-    async fn handle_connection<S: HeldConnection>(self: Arc<Self>, mut socket: S) {
+    async fn handle_connection<S: HeldConnection + PeerIp>(self: Arc<Self>, mut socket: S) {
         let Some(_open) = OpenGuard::enter(&self) else {
             self.metrics.connection_rejected("max_connections");
+            tracing::debug!(
+                client.ip = socket.peer_ip().map(tracing::field::display),
+                error.code = "too_many_connections",
+                http.response.status_code = 503,
+                "connection refused: PUBLIC_API_MAX_CONNECTIONS reached"
+            );
             self.metrics.http_request(Interface::Public, 503);
             let reply = response::unavailable(
                 "too_many_connections",
@@ -223,7 +232,10 @@ impl PublicApi {
     }
 
     /// Answers requests on the connection until it closes or becomes a subscription.
-    async fn serve_requests<S: HeldConnection>(&self, socket: &mut S) -> Option<SubscribeRequest> {
+    async fn serve_requests<S: HeldConnection + PeerIp>(&self, socket: &mut S) -> Option<SubscribeRequest> {
+        // Read here rather than kept from `accept`, so the task that holds the stream for hours
+        // does not carry it.
+        let peer = socket.peer_ip();
         let mut buf: Vec<u8> = Vec::with_capacity(HEAD_BUFFER_INITIAL);
         loop {
             let head = match self.read_head(socket, &mut buf).await {
@@ -234,13 +246,19 @@ impl PublicApi {
                         HeadError::TooLarge(m) => response::text(431, m, true),
                         HeadError::Malformed(m) => response::text(400, m, true),
                     };
+                    tracing::debug!(
+                        client.ip = peer.map(tracing::field::display),
+                        http.response.status_code = reply.status,
+                        reason = %e,
+                        "request head refused"
+                    );
                     self.metrics.http_request(Interface::Public, reply.status);
                     let _ = socket.write_all(&reply.bytes).await;
                     return None;
                 }
             };
             buf.drain(..head.len);
-            match self.route(&head) {
+            match self.route(&head, peer) {
                 Action::Subscribe(subscribe) => return Some(subscribe),
                 Action::Reply(reply) => {
                     self.metrics.http_request(Interface::Public, reply.status);
@@ -296,9 +314,10 @@ impl PublicApi {
 
     /// Decides what a request gets, in Neurow's order: preflight, then authentication, then the
     /// route, then the subscription's own checks.
-    fn route(&self, head: &RequestHead) -> Action {
+    fn route(&self, head: &RequestHead, peer: Option<IpAddr>) -> Action {
+        let log = || RequestLog::raw(&head.path, &head.log, peer);
         if head.method == Method::Options {
-            return Action::Reply(self.preflight(head));
+            return Action::Reply(self.preflight(head, log));
         }
         let origin = head.single_origin();
         let now_s = self.now_s();
@@ -306,17 +325,31 @@ impl PublicApi {
             .and_then(|token| self.verifier.verify(token, now_s as i64))
         {
             Ok(p) => p,
-            Err(e) => return Action::Reply(self.auth_error(e, origin, now_s)),
+            Err(e) => return Action::Reply(self.auth_error(e, log, origin, now_s)),
         };
         let is_subscribe =
             matches!(head.method, Method::Get | Method::Post) && head.path == self.settings.subscribe_path;
         if !is_subscribe {
+            request_event!(Level::DEBUG, log(), http.response.status_code = 404, "no such route");
             return Action::Reply(response::empty(404));
         }
         let Some(subject) = principal.subject.as_deref() else {
+            request_event!(
+                Level::DEBUG,
+                log(),
+                http.response.status_code = 400,
+                "subscription refused: the token has no sub claim"
+            );
             return Action::Reply(response::text(400, "Expected JWT claims are missing", false));
         };
         let Ok(resume) = parse_last_event_id(head.last_event_id.as_deref()) else {
+            request_event!(
+                Level::DEBUG,
+                log(),
+                error.code = "invalid_last_event_id",
+                http.response.status_code = 400,
+                "subscription refused: Last-Event-ID is not an integer"
+            );
             return Action::Reply(response::sse_error(
                 400,
                 "invalid_last_event_id",
@@ -327,6 +360,13 @@ impl PublicApi {
         };
         if self.stopping.load(Ordering::SeqCst) {
             self.metrics.connection_rejected("shutting_down");
+            request_event!(
+                Level::DEBUG,
+                log(),
+                error.code = "shutting_down",
+                http.response.status_code = 503,
+                "subscription refused: shutting down"
+            );
             return Action::Reply(response::unavailable(
                 "shutting_down",
                 "This node is shutting down; reconnect",
@@ -334,6 +374,13 @@ impl PublicApi {
                 now_s,
             ));
         }
+        request_event!(
+            Level::DEBUG,
+            log(),
+            issuer = &*principal.issuer,
+            http.response.status_code = 200,
+            "subscription opened"
+        );
         Action::Subscribe(SubscribeRequest {
             topic: Topic::namespaced(&principal.issuer, subject),
             framing: if head.http10 {
@@ -347,19 +394,47 @@ impl PublicApi {
         })
     }
 
-    fn auth_error(&self, e: AuthError, origin: Option<&str>, now_s: u64) -> Reply {
+    /// Logged by error code only, never with the token (spec §6: Neurow logged it).
+    fn auth_error<'a>(
+        &self,
+        e: AuthError,
+        log: impl Fn() -> RequestLog<'a>,
+        origin: Option<&str>,
+        now_s: u64,
+    ) -> Reply {
         self.metrics.jwt_error(Interface::Public);
-        tracing::debug!(code = e.code(), "public API authentication refused");
+        request_event!(
+            Level::WARN,
+            log(),
+            category = "security",
+            event.category = "authentication",
+            event.outcome = "failure",
+            error.code = format_args!("jwt_authentication.{}", e.code()),
+            http.response.status_code = e.status(),
+            "public API authentication refused"
+        );
         let (code, message) = e.client_view(self.settings.verbose_errors);
         response::sse_error(e.status(), code, message, origin, now_s)
     }
 
-    fn preflight(&self, head: &RequestHead) -> Reply {
+    fn preflight<'a>(&self, head: &'a RequestHead, log: impl Fn() -> RequestLog<'a>) -> Reply {
         let (Some(origin), [request_headers]) = (head.single_origin(), head.access_control_request_headers.as_slice())
         else {
+            request_event!(
+                Level::DEBUG,
+                log(),
+                http.response.status_code = 400,
+                "preflight refused: not one Origin and one Access-Control-Request-Headers"
+            );
             return response::text(400, "Invalid preflight request", false);
         };
         if !self.settings.allowed_origins.is_match(origin) {
+            request_event!(
+                Level::DEBUG,
+                log(),
+                http.response.status_code = 400,
+                "preflight refused: the origin does not match PUBLIC_API_ALLOWED_ORIGINS"
+            );
             return response::text(400, "Origin is not allowed", false);
         }
         response::preflight_ok(request_headers, origin, self.settings.preflight_max_age_s)
@@ -387,6 +462,24 @@ impl PublicApi {
             stream::Framing::Raw => self.stream_head_http10.clone(),
         };
         guard.end = stream::run(&mut socket, request.framing, head, subscribed.replay, &outbox, &counter).await;
+    }
+}
+
+/// A connection that can tell its peer's address, for the `client.ip` of log lines.
+pub trait PeerIp {
+    /// The peer's address, if the socket still knows it.
+    fn peer_ip(&self) -> Option<IpAddr>;
+}
+
+impl PeerIp for TcpStream {
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
+    }
+}
+
+impl PeerIp for tokio_rustls::server::TlsStream<TcpStream> {
+    fn peer_ip(&self) -> Option<IpAddr> {
+        self.get_ref().0.peer_ip()
     }
 }
 
@@ -431,6 +524,9 @@ impl Drop for SubscriptionGuard<'_> {
             StreamEnd::ClientGone => "client_gone",
         };
         self.api.metrics.subscription_released(&self.issuer, reason);
+        // Without the request's fields: keeping them for the stream's whole life would cost
+        // every idle subscription memory.
+        tracing::debug!(issuer = &*self.issuer, reason, "subscription closed");
     }
 }
 

@@ -4,6 +4,7 @@
 //! on exact bytes and fuzzed.
 
 use crate::model::ResumeFrom;
+use crate::observe::request_log::LoggedHeaders;
 
 /// Most header lines accepted in one request (cowboy's default is 100 as well).
 pub const MAX_HEADERS: usize = 100;
@@ -72,6 +73,8 @@ pub struct RequestHead {
     pub body: Body,
     /// Bytes the head took.
     pub len: usize,
+    /// What the request's log lines say about it (never the `authorization` header).
+    pub log: LoggedHeaders,
 }
 
 impl RequestHead {
@@ -116,7 +119,8 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>,
         }
         Err(e) => return Err(HeadError::Malformed(format!("malformed request head: {e}"))),
     };
-    let method = match req.method.unwrap_or_default() {
+    let method_name = req.method.unwrap_or_default();
+    let method = match method_name {
         "GET" => Method::Get,
         "POST" => Method::Post,
         "OPTIONS" => Method::Options,
@@ -137,6 +141,7 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>,
         http10: !http11,
         body: Body::Empty,
         len,
+        log: LoggedHeaders::new(method_name),
     };
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
@@ -150,6 +155,9 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>,
             )));
         }
         let name = h.name;
+        if head.log.observe(name, h.value) {
+            continue;
+        }
         if name.eq_ignore_ascii_case("authorization") {
             head.authorization.push(h.value.to_vec());
         } else if name.eq_ignore_ascii_case("origin") {
