@@ -34,12 +34,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "LOG_LEVEL",
         default: "info",
-        help: "Log level: debug, info, warning or error (Elixir's notice, critical, alert and emergency are accepted too).",
+        help: "Least severe level logged: debug, info, warning or error (Elixir's notice, critical, alert and emergency are accepted too). Authentication failures are warnings.",
     },
     Setting {
         name: "LOG_FORMAT",
         default: "TEXT",
-        help: "TEXT for human-readable lines, ECS for one JSON object per line (Elastic Common Schema).",
+        help: "TEXT for human-readable lines, ECS for one JSON object per line with Elastic Common Schema field names (@timestamp, log.level, trace.id, client.ip, ...). Anything else stops start-up.",
     },
     Setting {
         name: "PUBLIC_API_HOST",
@@ -427,10 +427,15 @@ impl Config {
 
         let log = LogConfig {
             level: r.parse("LOG_LEVEL", LogLevel::Info, parse_log_level),
-            format: r.parse("LOG_FORMAT", LogFormat::Text, |s| match s {
-                "TEXT" => Ok(LogFormat::Text),
-                "ECS" => Ok(LogFormat::Ecs),
-                _ => Err("expected TEXT or ECS".to_owned()),
+            // Neurow takes only the uppercase words; lowercase is accepted too, as LOG_LEVEL is.
+            format: r.parse("LOG_FORMAT", LogFormat::Text, |s| {
+                if s.eq_ignore_ascii_case("TEXT") {
+                    Ok(LogFormat::Text)
+                } else if s.eq_ignore_ascii_case("ECS") {
+                    Ok(LogFormat::Ecs)
+                } else {
+                    Err("expected TEXT or ECS".to_owned())
+                }
             }),
         };
 
@@ -663,6 +668,22 @@ mod tests {
             text.contains("PUBLIC_API_PORT=\"eighty\": expected a whole number from 0 to 65535"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn log_settings_accept_any_case() {
+        let c = parse(&[("LOG_FORMAT", "ecs"), ("LOG_LEVEL", "WARNING")]).unwrap();
+        assert_eq!(
+            c.log,
+            LogConfig {
+                level: LogLevel::Warning,
+                format: LogFormat::Ecs
+            }
+        );
+        let err = parse(&[("LOG_FORMAT", "json"), ("LOG_LEVEL", "loud")]).unwrap_err();
+        assert_eq!(err.0[0].name, "LOG_LEVEL");
+        assert_eq!(err.0[1].name, "LOG_FORMAT");
+        assert_eq!(err.0[1].reason, "expected TEXT or ECS");
     }
 
     #[test]

@@ -42,6 +42,10 @@ fn a_bad_variable_stops_start_up_and_is_named() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("SSE_KEEPALIVE=\"soon\""), "{err}");
     assert!(err.contains("LOG_FORMAT=\"XML\": expected TEXT or ECS"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is logged before the configuration is valid"
+    );
     assert!(err.contains("JWT_CONFIG=\"***\""), "{err}");
 }
 
