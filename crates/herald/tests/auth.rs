@@ -206,30 +206,3 @@ fn the_default_origins_are_local_development_ones() {
     assert_eq!(preflight("https://127.0.0.1"), 204);
     assert_eq!(preflight("https://www.doctolib.fr"), 400);
 }
-
-#[test]
-fn tokens_never_reach_the_logs() {
-    let h = Herald::start_with(&[("LOG_LEVEL", "debug"), ("VERBOSE_AUTHENTICATION_ERRORS", "true")]);
-    let good = sub_token("test_issuer1", "t");
-    let bad = sign_claims(&claims(60), b"wrong");
-    let _s = h.subscribe(&good, "");
-    subscribe_with(&h, Some(&format!("Bearer {bad}")));
-    let publisher = pub_token("test_issuer1");
-    h.publish(&publisher, r#"{"topic":"t","message":{"event":"e","payload":"p"}}"#);
-    h.publish("forged.token.value", "{}");
-    eventually("the log lines of the refused tokens", || {
-        h.logs().iter().filter(|l| l.contains("authentication refused")).count() >= 2
-    });
-    for line in h.logs() {
-        for secret in [
-            good.as_str(),
-            bad.as_str(),
-            publisher.as_str(),
-            "forged.token.value",
-            PUBLIC_SECRET,
-        ] {
-            assert!(!line.contains(secret), "a log line leaks a token or secret: {line}");
-        }
-        assert!(!line.to_ascii_lowercase().contains("bearer"), "{line}");
-    }
-}
