@@ -175,18 +175,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let public_task = tokio::spawn(public.clone().serve(public_listener, tls, stop_rx.clone()));
     // The internal API outlives the public one at shutdown: publishes still land in history (and
     // `stopping` can be scraped) while streams drain.
-    let (internal_stop_tx, mut internal_stop) = watch::channel(false);
-    let internal_task = tokio::spawn(async move {
-        let app = internal::router(internal_state);
-        // With the peer address, for the `client.ip` of log lines.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serve = axum::serve(internal_listener, app).with_graceful_shutdown(async move {
-            stopped(&mut internal_stop).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "internal API stopped");
-        }
-    });
+    let (internal_stop_tx, internal_stop) = watch::channel(false);
+    let internal_task = tokio::spawn(internal::serve(internal_listener, internal_state, internal_stop));
     // Tests and scripts start Herald on port 0 and wait for these lines to learn the ports.
     tracing::info!(addr = %public_addr, scheme = %scheme, "public API listening");
     tracing::info!(addr = %internal_addr, "internal API listening");

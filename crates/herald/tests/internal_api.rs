@@ -163,7 +163,66 @@ fn wrong_content_types_are_400_and_large_bodies_413() {
     );
     let r = h.publish(&token, &big);
     assert_eq!((r.status, error_code(&r)), (413, "payload_too_large".into()));
+    // A chunked body announces no length: it is cut off as it streams in.
+    let r = request(
+        h.internal,
+        &format!(
+            "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+             {:x}\r\n{big}\r\n0\r\n\r\n",
+            big.len()
+        ),
+    );
+    assert_eq!((r.status, error_code(&r)), (413, "payload_too_large".into()));
     assert_eq!(h.get_internal("/history/test_issuer1-t").json(), serde_json::json!([]));
+    assert_eq!(
+        metric(&h, r#"herald_requests_rejected_total{reason="body_too_large"}"#),
+        2.0
+    );
+}
+
+/// Backends publish over kept-alive connections, with chunked bodies and `Expect: 100-continue`
+/// (curl sends it for bodies over 1 KiB): each is a normal publish.
+#[test]
+fn publishes_arrive_in_every_http_1_1_shape() {
+    let h = Herald::start();
+    let token = pub_token("test_issuer1");
+    let mut s = std::net::TcpStream::connect(h.internal).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\n"
+    );
+    let body = |n: u32| format!(r#"{{"topic":"shapes","message":{{"event":"e","payload":"m{n}"}}}}"#);
+    use std::io::Write;
+    // Two publishes on one connection, the second chunked.
+    write!(s, "{head}content-length: {}\r\n\r\n{}", body(1).len(), body(1)).unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    let b = body(2);
+    write!(
+        s,
+        "{head}transfer-encoding: chunked\r\n\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        b.len()
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    // The third waits for `100 Continue` before sending its body.
+    let b = body(3);
+    write!(s, "{head}expect: 100-continue\r\ncontent-length: {}\r\n\r\n", b.len()).unwrap();
+    assert_eq!(read_response(&mut s).status, 100);
+    write!(s, "{b}").unwrap();
+    let r = read_response(&mut s);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["nb_published"], 1);
+    assert!(r.json()["publish_timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+    let payloads: Vec<_> = h
+        .get_internal("/history/test_issuer1-shapes")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(payloads, ["m1", "m2", "m3"]);
 }
 
 #[test]

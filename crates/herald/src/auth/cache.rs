@@ -6,7 +6,7 @@
 //! everything else about the token was checked when it entered the cache.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{AuthError, Principal, Verifier};
 
@@ -18,7 +18,7 @@ const CAPACITY: usize = 1024;
 #[derive(Debug)]
 pub struct CachingVerifier {
     verifier: Verifier,
-    accepted: Mutex<HashMap<Box<str>, Principal>>,
+    accepted: Mutex<HashMap<Box<str>, Arc<Principal>>>,
 }
 
 impl CachingVerifier {
@@ -30,8 +30,9 @@ impl CachingVerifier {
         }
     }
 
-    /// Same verdicts as [`Verifier::verify`].
-    pub fn verify(&self, token: &str, now_s: i64) -> Result<Principal, AuthError> {
+    /// Same verdicts as [`Verifier::verify`]; the principal is shared, so a cache hit allocates
+    /// nothing.
+    pub fn verify(&self, token: &str, now_s: i64) -> Result<Arc<Principal>, AuthError> {
         let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(principal) = accepted.get(token) {
             if principal.expires_at_s > now_s {
@@ -41,7 +42,7 @@ impl CachingVerifier {
             return Err(AuthError::TokenExpired);
         }
         drop(accepted);
-        let principal = self.verifier.verify(token, now_s)?;
+        let principal = Arc::new(self.verifier.verify(token, now_s)?);
         let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
         if accepted.len() >= CAPACITY {
             accepted.clear();

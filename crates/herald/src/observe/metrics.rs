@@ -6,6 +6,7 @@
 //! Hub counters live in the hub as plain atomics, so the fan-out path pays nothing for metrics;
 //! they are copied into the registry when `/metrics` is scraped.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
@@ -13,7 +14,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registr
 use crate::hub::HubStats;
 
 /// The interface a request arrived on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interface {
     /// The subscribe side.
     Public,
@@ -58,7 +59,18 @@ pub struct Metrics {
     accepted: IntCounter,
     subscription_closed: IntCounterVec,
     connections_rejected: IntCounterVec,
+    requests_rejected: IntCounterVec,
+    /// `message{kind="published"}` per configured issuer, looked up without hashing the labels.
+    published_by_issuer: HashMap<Box<str>, IntCounter>,
+    /// `http_request_count` of the usual statuses, per interface, found without formatting.
+    usual_statuses: Vec<(Interface, u16, IntCounter)>,
 }
+
+/// Why a request may be refused to protect the node (`herald_requests_rejected_total`).
+const REQUEST_REJECTION_REASONS: &[&str] = &["body_too_large"];
+
+/// Statuses whose `http_request_count` series are resolved once, at start.
+const USUAL_STATUSES: [u16; 10] = [200, 204, 400, 401, 403, 404, 413, 431, 500, 503];
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
@@ -91,7 +103,7 @@ impl Metrics {
             r.register(Box::new(g.clone())).expect("metric names are unique");
             g
         };
-        let m = Metrics {
+        let mut m = Metrics {
             concurrent_subscription,
             subscription_lifecycle: counter_vec(
                 &r,
@@ -147,9 +159,30 @@ impl Metrics {
                 "Public API connections refused, by reason",
                 &["reason"],
             ),
+            requests_rejected: counter_vec(
+                &r,
+                "herald_requests_rejected_total",
+                "Requests refused to protect the node, by reason (body_too_large, …)",
+                &["reason"],
+            ),
+            published_by_issuer: HashMap::new(),
+            usual_statuses: Vec::new(),
             registry: r,
         };
+        for interface in [Interface::Public, Interface::Internal] {
+            for status in USUAL_STATUSES {
+                let counter = m
+                    .http_request_count
+                    .with_label_values(&[interface.label(), &status.to_string()]);
+                m.usual_statuses.push((interface, status, counter));
+            }
+        }
+        for reason in REQUEST_REJECTION_REASONS {
+            m.requests_rejected.with_label_values(&[reason]);
+        }
         for issuer in issuers {
+            let published = m.message.with_label_values(&["published", issuer]);
+            m.published_by_issuer.insert(issuer.into(), published);
             m.concurrent_subscription.with_label_values(&[issuer]);
             for kind in ["created", "released"] {
                 m.subscription_lifecycle.with_label_values(&[kind, issuer]);
@@ -203,7 +236,15 @@ impl Metrics {
 
     /// A publish request of `issuer` was accepted.
     pub fn publish_accepted(&self, issuer: &str) {
-        self.message.with_label_values(&["published", issuer]).inc();
+        match self.published_by_issuer.get(issuer) {
+            Some(counter) => counter.inc(),
+            None => self.message.with_label_values(&["published", issuer]).inc(),
+        }
+    }
+
+    /// A request was refused to protect the node, for `reason`.
+    pub fn request_rejected(&self, reason: &str) {
+        self.requests_rejected.with_label_values(&[reason]).inc();
     }
 
     /// A token was refused on `interface`.
@@ -213,6 +254,13 @@ impl Metrics {
 
     /// A request on `interface` was answered with `status`.
     pub fn http_request(&self, interface: Interface, status: u16) {
+        let usual = self
+            .usual_statuses
+            .iter()
+            .find(|(i, s, _)| *i == interface && *s == status);
+        if let Some((_, _, counter)) = usual {
+            return counter.inc();
+        }
         self.http_request_count
             .with_label_values(&[interface.label(), &status.to_string()])
             .inc();

@@ -286,7 +286,7 @@ pub fn read_response(s: &mut TcpStream) -> Response {
             }
         }
         body = out;
-    } else if status != 204 && status != 304 {
+    } else if status >= 200 && status != 204 && status != 304 {
         let _ = s.read_to_end(&mut body);
     } else {
         body.clear();

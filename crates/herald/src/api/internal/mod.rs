@@ -1,31 +1,34 @@
-//! The internal API: `POST /v1/publish` and the admin routes (spec §2), served by axum.
+//! The internal API: `POST /v1/publish` and the admin routes (spec §2).
 //!
-//! This side holds few, short-lived connections from backends, so a framework's per-connection
-//! cost does not matter here and axum's routing and extractors earn their keep.
+//! This side holds few connections from backends, so a framework's per-connection cost does not
+//! matter here. The admin routes are served by axum, whose routing and extractors earn their
+//! keep; the publish route, the one hot path, is answered before axum ([`publish_route`]), on the
+//! same hyper connections ([`serve`]).
 
 pub mod publish;
+mod publish_route;
+mod serve;
+
+pub use serve::serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use axum::routing::get;
 use serde_json::json;
 use tracing::Level;
 
-use crate::auth::{AuthError, CachingVerifier, Principal, bearer_token};
+use crate::auth::{AuthError, CachingVerifier, bearer_token};
 use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::model::Topic;
 use crate::observe::metrics::{Interface, Metrics};
 use crate::observe::request_log::{RequestLog, request_event};
-use publish::parse_publish;
 
 /// Paths served without a token (prefix match, as Neurow).
 const OPEN_PREFIXES: &[&str] = &[
@@ -71,7 +74,6 @@ pub fn router(state: Arc<InternalState>) -> Router {
         .route("/history/{topic}", get(history))
         .route("/metrics", get(metrics))
         .route("/process_stats", get(process_stats))
-        .route("/v1/publish", post(publish))
         .fallback(not_found)
         // Neurow answers an unknown method on a known path like an unknown path.
         .method_not_allowed_fallback(not_found)
@@ -119,35 +121,35 @@ fn token(headers: &HeaderMap) -> Result<&str, AuthError> {
     bearer_token(headers.get_all(name).iter().map(HeaderValue::as_bytes))
 }
 
-async fn authenticate(State(state): State<Arc<InternalState>>, mut request: Request, next: Next) -> Response {
+async fn authenticate(State(state): State<Arc<InternalState>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if OPEN_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return next.run(request).await;
     }
     let now_s = (state.hub.clock().now_ms() / 1000) as i64;
     match token(request.headers()).and_then(|t| state.verifier.verify(t, now_s)) {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        Err(e) => {
-            state.metrics.jwt_error(Interface::Internal);
-            // By error code only, never with the token (spec §6: Neurow logged it).
-            request_event!(
-                Level::WARN,
-                request_log(&request),
-                category = "security",
-                event.category = "authentication",
-                event.outcome = "failure",
-                error.code = format_args!("jwt_authentication.{}", e.code()),
-                http.response.status_code = e.status(),
-                "internal API authentication refused"
-            );
-            let (code, message) = e.client_view(state.verbose_errors);
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
-            error(status, code, message)
-        }
+        Ok(_) => next.run(request).await,
+        Err(e) => refuse_token(&state, e, request_log(&request)),
     }
+}
+
+/// The answer to a refused token, counted and logged (by its code only, never with the token:
+/// spec §6 says Neurow logged it).
+fn refuse_token(state: &InternalState, e: AuthError, log: RequestLog<'_>) -> Response {
+    state.metrics.jwt_error(Interface::Internal);
+    request_event!(
+        Level::WARN,
+        log,
+        category = "security",
+        event.category = "authentication",
+        event.outcome = "failure",
+        error.code = format_args!("jwt_authentication.{}", e.code()),
+        http.response.status_code = e.status(),
+        "internal API authentication refused"
+    );
+    let (code, message) = e.client_view(state.verbose_errors);
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+    error(status, code, message)
 }
 
 async fn count_requests(State(state): State<Arc<InternalState>>, request: Request, next: Next) -> Response {
@@ -161,91 +163,10 @@ async fn count_requests(State(state): State<Arc<InternalState>>, request: Reques
     response
 }
 
-async fn publish(State(state): State<Arc<InternalState>>, request: Request) -> Response {
-    // Split so the head (for the log lines) outlives the body.
-    let (parts, body) = request.into_parts();
-    let log = || RequestLog::http(&parts.method, &parts.uri, &parts.headers, peer(&parts.extensions));
-    let refuse = |status: StatusCode, code: &str, message: &str| {
-        request_event!(
-            Level::DEBUG,
-            log(),
-            error.code = code,
-            http.response.status_code = status.as_u16(),
-            reason = message,
-            "publish refused"
-        );
-        error(status, code, message)
-    };
-    let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "invalid_authorization_header",
-            "Invalid authorization header",
-        );
-    };
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !is_json(content_type) {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "invalid_content_type",
-            "The body must be JSON, sent with content-type: application/json",
-        );
-    }
-    let body = match read_body(body, state.max_body_size).await {
-        Ok(body) => body,
-        Err((status, code, message)) => return refuse(status, code, &message),
-    };
-    let parsed = match parse_publish(&body) {
-        Ok(p) => p,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, "invalid_payload", &e.0),
-    };
-    let publish_timestamp = state.hub.clock().now_ms();
-    for topic in &parsed.topics {
-        state
-            .hub
-            .publish(&Topic::namespaced(&principal.issuer, topic), &parsed.messages);
-    }
-    state.metrics.publish_accepted(&principal.issuer);
-    request_event!(
-        Level::DEBUG,
-        log(),
-        issuer = &*principal.issuer,
-        topics = parsed.topics.len(),
-        messages = parsed.messages.len(),
-        http.response.status_code = 200,
-        "published"
-    );
-    json_response(json!({
-        "nb_published": parsed.topics.len() * parsed.messages.len(),
-        "publish_timestamp": publish_timestamp,
-    }))
-}
-
 /// `application/json` or `application/*+json`, with or without parameters.
 fn is_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// The body, or the status, code and message of the refusal.
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, (StatusCode, &'static str, String)> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("The body is larger than {limit} bytes (PUBLISH_MAX_BODY_SIZE)"),
-        )),
-        Err(_) => Err((
-            StatusCode::BAD_REQUEST,
-            "invalid_payload",
-            "The body could not be read".to_owned(),
-        )),
-    }
 }
 
 async fn not_found(request: Request) -> StatusCode {
