@@ -12,6 +12,7 @@
 
 pub mod request;
 pub mod response;
+mod subscription;
 pub mod tls;
 
 use std::sync::Arc;
@@ -19,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use prometheus::IntCounter;
 use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,15 +27,16 @@ use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
+use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::hub::outbox::Outbox;
-use crate::hub::{Hub, SubscriptionKey};
-use crate::model::{ResumeFrom, Topic};
+use crate::model::Topic;
 use crate::observe::metrics::{Interface, Metrics};
 use crate::server::stopped;
-use crate::transport::sse::stream::{self, DeliveryCounter, HeldConnection, StreamEnd};
-use request::{Body, HeadError, HeadLimits, Method, RequestHead, parse_head, parse_last_event_id};
+use crate::transport::sse::stream::{self, HeldConnection};
+use request::{Body, HeadError, HeadLimits, Method, Request, RequestHead, parse_head, parse_last_event_id};
 use response::Reply;
+use subscription::{SubscribeRequest, Subscription};
 
 /// A client has this long to send a complete request head (also the keep-alive idle limit).
 const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,16 +95,6 @@ pub struct PublicApi {
     stop_notify: Notify,
 }
 
-/// A subscription request that passed every check.
-struct SubscribeRequest {
-    topic: Topic,
-    /// Whether the body is chunked (HTTP/1.1) or raw (HTTP/1.0).
-    framing: stream::Framing,
-    resume: ResumeFrom,
-    issuer: Arc<str>,
-    expires_ms: u64,
-}
-
 enum Action {
     Reply(Reply),
     Subscribe(SubscribeRequest),
@@ -119,8 +110,9 @@ impl PublicApi {
         metrics: Arc<Metrics>,
     ) -> PublicApi {
         let (timeout_ms, keepalive_ms) = (settings.sse_timeout.as_millis(), settings.sse_keepalive.as_millis());
-        let stream_head = response::stream_head(timeout_ms, keepalive_ms, true);
-        let stream_head_http10 = response::stream_head(timeout_ms, keepalive_ms, false);
+        let stream_headers = response::stream_headers(timeout_ms, keepalive_ms);
+        let stream_head = response::stream_head(&stream_headers, true);
+        let stream_head_http10 = response::stream_head(&stream_headers, false);
         PublicApi {
             settings,
             verifier,
@@ -203,48 +195,58 @@ impl PublicApi {
     async fn handle_connection<S: HeldConnection>(self: Arc<Self>, mut socket: S) {
         let Some(_open) = OpenGuard::enter(&self) else {
             self.metrics.connection_rejected("max_connections");
-            self.metrics.http_request(Interface::Public, 503);
-            let reply = response::unavailable(
-                "too_many_connections",
-                "The server holds as many connections as it may (PUBLIC_API_MAX_CONNECTIONS); retry later",
-                1,
-                self.now_s(),
-            );
-            let _ = socket.write_all(&reply.bytes).await;
+            let reply = self.too_many_connections();
+            self.metrics.http_request(Interface::Public, reply.status);
+            let _ = socket.write_all(&reply.http1()).await;
             return;
         };
         // Boxed: the request phase's buffers and timers then live on the heap only while it lasts,
         // instead of enlarging the task that holds the stream for hours.
-        let subscribe = match Box::pin(self.serve_requests(&mut socket)).await {
+        let (subscribe, framing) = match Box::pin(self.serve_requests(&mut socket)).await {
             Some(subscribe) => subscribe,
             None => return,
         };
-        self.stream(socket, subscribe).await;
+        self.stream(socket, subscribe, framing).await;
     }
 
-    /// Answers requests on the connection until it closes or becomes a subscription.
-    async fn serve_requests<S: HeldConnection>(&self, socket: &mut S) -> Option<SubscribeRequest> {
+    /// The 503 of a connection over `PUBLIC_API_MAX_CONNECTIONS`.
+    fn too_many_connections(&self) -> Reply {
+        response::unavailable(
+            "too_many_connections",
+            "The server holds as many connections as it may (PUBLIC_API_MAX_CONNECTIONS); retry later",
+            1,
+            self.now_s(),
+        )
+    }
+
+    /// Answers requests on the connection until it closes or becomes a subscription, and says
+    /// how that subscription's body is framed (chunked for HTTP/1.1, raw for HTTP/1.0).
+    async fn serve_requests<S: HeldConnection>(&self, socket: &mut S) -> Option<(SubscribeRequest, stream::Framing)> {
         let mut buf: Vec<u8> = Vec::with_capacity(HEAD_BUFFER_INITIAL);
         loop {
             let head = match self.read_head(socket, &mut buf).await {
                 Ok(Some(head)) => head,
                 Ok(None) => return None,
                 Err(e) => {
-                    let reply = match &e {
-                        HeadError::TooLarge(m) => response::text(431, m, true),
-                        HeadError::Malformed(m) => response::text(400, m, true),
-                    };
+                    let reply = response::head_error(&e);
                     self.metrics.http_request(Interface::Public, reply.status);
-                    let _ = socket.write_all(&reply.bytes).await;
+                    let _ = socket.write_all(&reply.http1()).await;
                     return None;
                 }
             };
             buf.drain(..head.len);
-            match self.route(&head) {
-                Action::Subscribe(subscribe) => return Some(subscribe),
+            match self.route(&head.request) {
+                Action::Subscribe(subscribe) => {
+                    let framing = if head.http10 {
+                        stream::Framing::Raw
+                    } else {
+                        stream::Framing::Chunked
+                    };
+                    return Some((subscribe, framing));
+                }
                 Action::Reply(reply) => {
                     self.metrics.http_request(Interface::Public, reply.status);
-                    if socket.write_all(&reply.bytes).await.is_err() || reply.close || !head.keep_alive {
+                    if socket.write_all(&reply.http1()).await.is_err() || reply.close || !head.keep_alive {
                         return None;
                     }
                     if !skip_body(socket, &mut buf, head.body).await {
@@ -295,8 +297,10 @@ impl PublicApi {
     }
 
     /// Decides what a request gets, in Neurow's order: preflight, then authentication, then the
-    /// route, then the subscription's own checks.
-    fn route(&self, head: &RequestHead) -> Action {
+    /// route, then the subscription's own checks. The one decision of both protocols; it counts
+    /// refusals (`jwt_errors`, `shutting_down`) but leaves `http_request_count` to the caller,
+    /// which counts what it actually answers.
+    fn route(&self, head: &Request) -> Action {
         if head.method == Method::Options {
             return Action::Reply(self.preflight(head));
         }
@@ -336,11 +340,6 @@ impl PublicApi {
         }
         Action::Subscribe(SubscribeRequest {
             topic: Topic::namespaced(&principal.issuer, subject),
-            framing: if head.http10 {
-                stream::Framing::Raw
-            } else {
-                stream::Framing::Chunked
-            },
             resume,
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
             issuer: principal.issuer,
@@ -354,7 +353,7 @@ impl PublicApi {
         response::sse_error(e.status(), code, message, origin, now_s)
     }
 
-    fn preflight(&self, head: &RequestHead) -> Reply {
+    fn preflight(&self, head: &Request) -> Reply {
         let (Some(origin), [request_headers]) = (head.single_origin(), head.access_control_request_headers.as_slice())
         else {
             return response::text(400, "Invalid preflight request", false);
@@ -365,28 +364,19 @@ impl PublicApi {
         response::preflight_ok(request_headers, origin, self.settings.preflight_max_age_s)
     }
 
-    /// Holds the subscription until it ends.
-    async fn stream<S: HeldConnection>(&self, mut socket: S, request: SubscribeRequest) {
-        let now_ms = self.hub.clock().now_ms();
-        let outbox = Arc::new(Outbox::new(self.settings.outbox_capacity, now_ms, request.expires_ms));
-        let subscribed = self.hub.subscribe(request.topic, request.resume, outbox.clone());
-        let liveness_key = self.liveness.register(outbox.clone());
-        self.metrics.subscription_opened(&request.issuer);
-        self.metrics.http_request(Interface::Public, 200);
-        let mut guard = SubscriptionGuard {
-            api: self,
-            key: subscribed.key,
-            liveness_key,
-            outbox: &outbox,
-            issuer: request.issuer,
-            end: StreamEnd::ClientGone,
-        };
-        let counter = SentCounter(self.metrics.sent_counter(&guard.issuer));
-        let head = match request.framing {
+    /// Holds an HTTP/1.x subscription until it ends.
+    async fn stream<S: HeldConnection>(
+        self: &Arc<Self>,
+        mut socket: S,
+        request: SubscribeRequest,
+        framing: stream::Framing,
+    ) {
+        let (mut subscription, replay) = Subscription::open(self, request);
+        let head = match framing {
             stream::Framing::Chunked => self.stream_head.clone(),
             stream::Framing::Raw => self.stream_head_http10.clone(),
         };
-        guard.end = stream::run(&mut socket, request.framing, head, subscribed.replay, &outbox, &counter).await;
+        subscription.end = stream::run(&mut socket, framing, head, replay, subscription.outbox(), &subscription).await;
     }
 }
 
@@ -408,38 +398,6 @@ impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
         if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.drained.notify_waiters();
-        }
-    }
-}
-
-/// Unregisters a subscription however its stream ends (including a panic or cancellation).
-struct SubscriptionGuard<'a> {
-    api: &'a PublicApi,
-    key: SubscriptionKey,
-    liveness_key: crate::hub::liveness::LivenessKey,
-    outbox: &'a Arc<Outbox>,
-    issuer: Arc<str>,
-    end: StreamEnd,
-}
-
-impl Drop for SubscriptionGuard<'_> {
-    fn drop(&mut self) {
-        self.api.hub.unsubscribe(&self.key, self.outbox);
-        self.api.liveness.unregister(self.liveness_key);
-        let reason = match self.end {
-            StreamEnd::Closed(reason) => reason.code(),
-            StreamEnd::ClientGone => "client_gone",
-        };
-        self.api.metrics.subscription_released(&self.issuer, reason);
-    }
-}
-
-struct SentCounter(IntCounter);
-
-impl DeliveryCounter for SentCounter {
-    fn messages_written(&self, n: u64) {
-        if n > 0 {
-            self.0.inc_by(n);
         }
     }
 }
