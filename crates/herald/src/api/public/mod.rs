@@ -1,15 +1,22 @@
 //! The public API: `GET|POST {PUBLIC_API_CONTEXT_PATH}/v1/subscribe` and CORS preflights, served
 //! on Herald's own accept loop.
 //!
-//! Why not hyper/axum here: a held SSE connection behind `axum::serve` costs ≈20 KB of RSS and
-//! behind hyper's HTTP/1 connection ≈11 KB (hyper keeps an 8 KiB read buffer for the connection's
-//! life), while this raw path measured ≈1 KB (spec/deps.md §4; BENCHMARKS.md). The public API
-//! answers only a handful of request shapes, so its head is parsed with `httparse` into a
-//! short-lived buffer, answered, and — for a subscription — the connection becomes a stream whose
-//! state is the socket and an outbox. Keep-alive is supported for the short responses
-//! (preflights, errors); a subscription always ends its connection (`connection: close`, as
-//! Neurow).
+//! Why not hyper/axum for HTTP/1.1: a held SSE connection behind `axum::serve` costs ≈20 KB of
+//! RSS and behind hyper's HTTP/1 connection ≈11 KB (hyper keeps an 8 KiB read buffer for the
+//! connection's life), while this raw path measured ≈1 KB (spec/deps.md §4; BENCHMARKS.md). The
+//! public API answers only a handful of request shapes, so its head is parsed with `httparse`
+//! into a short-lived buffer, answered, and — for a subscription — the connection becomes a
+//! stream whose state is the socket and an outbox. Keep-alive is supported for the short
+//! responses (preflights, errors); a subscription always ends its connection
+//! (`connection: close`, as Neurow).
+//!
+//! Over TLS a client may choose HTTP/2 through ALPN ([`tls`]). That connection is served by
+//! hyper (`h2.rs`): there one connection carries many streams, so hyper's per-connection cost is
+//! shared by up to [`MAX_STREAMS_PER_CONNECTION`] subscriptions. Its requests go through the
+//! same [`request::Request`] and `route`, and its streams are the same subscriptions
+//! (`subscription.rs`).
 
+mod h2;
 pub mod request;
 pub mod response;
 mod subscription;
@@ -20,6 +27,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::header::HeaderMap;
+use hyper_util::rt::TokioExecutor;
 use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +46,8 @@ use crate::transport::sse::stream::{self, HeldConnection};
 use request::{Body, HeadError, HeadLimits, Method, Request, RequestHead, parse_head, parse_last_event_id};
 use response::Reply;
 use subscription::{SubscribeRequest, Subscription};
+
+pub use h2::MAX_STREAMS_PER_CONNECTION;
 
 /// A client has this long to send a complete request head (also the keep-alive idle limit).
 const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,6 +96,10 @@ pub struct PublicApi {
     /// raw for HTTP/1.0.
     stream_head: Bytes,
     stream_head_http10: Bytes,
+    /// The same head for HTTP/2 (no hop-by-hop headers), cloned into each stream's response.
+    stream_headers_h2: HeaderMap,
+    /// hyper's HTTP/2 server, configured once.
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     /// Open connections, for the cap and for shutdown's drain.
     open: AtomicUsize,
     /// Notified when `open` drops to zero.
@@ -113,6 +128,8 @@ impl PublicApi {
         let stream_headers = response::stream_headers(timeout_ms, keepalive_ms);
         let stream_head = response::stream_head(&stream_headers, true);
         let stream_head_http10 = response::stream_head(&stream_headers, false);
+        let stream_headers_h2 = h2::header_map(&stream_headers);
+        let h2 = h2::builder(settings.head_limits);
         PublicApi {
             settings,
             verifier,
@@ -121,6 +138,8 @@ impl PublicApi {
             metrics,
             stream_head,
             stream_head_http10,
+            stream_headers_h2,
+            h2,
             open: AtomicUsize::new(0),
             drained: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -186,6 +205,9 @@ impl PublicApi {
         // Boxed so the handshake's state is freed once the connection is established.
         let handshake = Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)));
         match handshake.await {
+            // Boxed: hyper's connection state is large, and inlined here it would enlarge the
+            // task of every HTTP/1.1 TLS connection too.
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => Box::pin(self.serve_h2(tls)).await,
             Ok(Ok(tls)) => self.handle_connection(tls).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -434,6 +456,9 @@ pub struct SubscriptionSizes {
     pub connection_task: usize,
     /// The outbox, behind an `Arc`.
     pub outbox: usize,
+    /// An HTTP/2 stream's response body, which holds its subscription (hyper keeps it in the
+    /// stream's task, next to its own per-stream state).
+    pub h2_body: usize,
 }
 
 impl PublicApi {
@@ -443,6 +468,7 @@ impl PublicApi {
         SubscriptionSizes {
             connection_task: std::mem::size_of_val(&task),
             outbox: std::mem::size_of::<Outbox>(),
+            h2_body: h2::body_size(),
         }
     }
 }
@@ -459,6 +485,7 @@ mod size_tests {
     /// here first; raise a baseline only with a measured reason (BENCHMARKS.md).
     const TASK_BASELINE: usize = 900;
     const OUTBOX_BASELINE: usize = 112;
+    const H2_BODY_BASELINE: usize = 160;
 
     #[tokio::test]
     async fn test_subscription_sizes() {
@@ -497,5 +524,6 @@ mod size_tests {
             "connection task grew: {sizes:?}"
         );
         assert!(sizes.outbox <= OUTBOX_BASELINE, "outbox grew: {sizes:?}");
+        assert!(sizes.h2_body <= H2_BODY_BASELINE, "HTTP/2 stream body grew: {sizes:?}");
     }
 }

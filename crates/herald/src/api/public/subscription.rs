@@ -13,6 +13,7 @@ use crate::hub::liveness::LivenessKey;
 use crate::hub::outbox::Outbox;
 use crate::model::{ResumeFrom, Topic};
 use crate::observe::metrics::Interface;
+use crate::transport::sse::body::HeldSubscription;
 use crate::transport::sse::frame::Frame;
 use crate::transport::sse::stream::{DeliveryCounter, StreamEnd};
 
@@ -82,5 +83,15 @@ impl DeliveryCounter for Subscription {
         if n > 0 {
             self.sent.inc_by(n);
         }
+    }
+}
+
+impl HeldSubscription for Subscription {
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn ended(&mut self, end: StreamEnd) {
+        self.end = end;
     }
 }
