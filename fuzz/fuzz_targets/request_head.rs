@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(Some(head)) = parse_head(data, HeadLimits { max_header_value_length: 8192 }) {
         assert!(head.len <= data.len());
-        let _ = parse_last_event_id(head.last_event_id.as_deref());
+        let _ = parse_last_event_id(head.request.last_event_id.as_deref());
     }
     let _ = parse_last_event_id(Some(data));
 });

@@ -17,8 +17,9 @@
 //! - [`history`]: the per-topic retention ring (pure).
 //! - [`hub`]: topics in shards, id assignment, fan-out into bounded outboxes, and the shared
 //!   liveness timer (keep-alives, timeouts, token expiry).
-//! - [`transport`]: SSE framing and the writer of a held stream.
-//! - [`api`]: the public (raw, lean) and internal (axum) HTTP faces.
+//! - [`transport`]: SSE framing, the HTTP/1 writer of a held stream and its HTTP/2 body.
+//! - [`api`]: the public (a raw, lean HTTP/1.1 path; hyper for HTTP/2 over TLS) and internal
+//!   (axum) HTTP faces.
 //! - [`observe`]: metrics and logs. [`server`]: wiring and shutdown. [`clock`]: injectable time.
 
 pub mod api;

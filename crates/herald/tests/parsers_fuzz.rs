@@ -51,7 +51,7 @@ proptest! {
         }
         raw.push_str("\r\n");
         let head = parse_head(raw.as_bytes(), LIMITS).unwrap().unwrap();
-        prop_assert_eq!(head.path, path);
+        prop_assert_eq!(head.request.path, path);
         prop_assert_eq!(head.len, raw.len());
     }
 

@@ -4,75 +4,21 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::tls::*;
 use common::*;
-use rustls::pki_types::{CertificateDer, ServerName};
-
-struct Cert {
-    dir: std::path::PathBuf,
-    der: CertificateDer<'static>,
-}
-
-fn make_cert(name: &str) -> Cert {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let dir = std::env::temp_dir().join(format!("herald-tls-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    Cert {
-        dir,
-        der: cert.der().clone(),
-    }
-}
-
-fn tls_client(h: &Herald, cert: &Cert) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der.clone()).unwrap();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
-    let tcp = TcpStream::connect(h.public).unwrap();
-    tcp.set_read_timeout(Some(DEADLINE)).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
-}
-
-fn read_until(stream: &mut impl Read, needle: &str) -> String {
-    let deadline = Instant::now() + DEADLINE;
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in {:?}",
-            String::from_utf8_lossy(&seen)
-        );
-        let mut buf = [0u8; 4096];
-        let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before {needle:?}: {:?}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&seen).into_owned()
-}
 
 #[test]
 fn subscriptions_work_over_https_with_the_same_bytes() {
-    let cert = make_cert("ok");
-    let h = Herald::start_with(&[
-        ("SSL_CERTFILE", cert.dir.join("cert.pem").to_str().unwrap()),
-        ("SSL_KEYFILE", cert.dir.join("key.pem").to_str().unwrap()),
-    ]);
+    let cert = Cert::new("ok");
+    let h = start_tls(&cert, &[]);
     assert!(
         h.logs()
             .iter()
             .any(|l| l.contains("public API listening") && l.contains("scheme=https"))
     );
-    let mut client = tls_client(&h, &cert);
+    let mut client = tls_client(&h, &cert, &[]);
     let token = sub_token("test_issuer1", "secure");
     write!(
         client,
@@ -96,18 +42,15 @@ fn subscriptions_work_over_https_with_the_same_bytes() {
 
 #[test]
 fn plain_http_to_an_https_port_gets_nothing_and_the_node_survives() {
-    let cert = make_cert("plain");
-    let h = Herald::start_with(&[
-        ("SSL_CERTFILE", cert.dir.join("cert.pem").to_str().unwrap()),
-        ("SSL_KEYFILE", cert.dir.join("key.pem").to_str().unwrap()),
-    ]);
+    let cert = Cert::new("plain");
+    let h = start_tls(&cert, &[]);
     let mut plain = TcpStream::connect(h.public).unwrap();
     plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     plain.write_all(b"GET /v1/subscribe HTTP/1.1\r\n\r\n").unwrap();
     let mut buf = Vec::new();
     let _ = plain.read_to_end(&mut buf);
     assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
-    let mut client = tls_client(&h, &cert);
+    let mut client = tls_client(&h, &cert, &[]);
     write!(
         client,
         "OPTIONS / HTTP/1.1\r\norigin: http://localhost\r\naccess-control-request-headers: authorization\r\n\r\n"

@@ -1,17 +1,25 @@
 //! The public API: `GET|POST {PUBLIC_API_CONTEXT_PATH}/v1/subscribe` and CORS preflights, served
 //! on Herald's own accept loop.
 //!
-//! Why not hyper/axum here: a held SSE connection behind `axum::serve` costs ≈20 KB of RSS and
-//! behind hyper's HTTP/1 connection ≈11 KB (hyper keeps an 8 KiB read buffer for the connection's
-//! life), while this raw path measured ≈1 KB (spec/deps.md §4; BENCHMARKS.md). The public API
-//! answers only a handful of request shapes, so its head is parsed with `httparse` into a
-//! short-lived buffer, answered, and — for a subscription — the connection becomes a stream whose
-//! state is the socket and an outbox. Keep-alive is supported for the short responses
-//! (preflights, errors); a subscription always ends its connection (`connection: close`, as
-//! Neurow).
+//! Why not hyper/axum for HTTP/1.1: a held SSE connection behind `axum::serve` costs ≈20 KB of
+//! RSS and behind hyper's HTTP/1 connection ≈11 KB (hyper keeps an 8 KiB read buffer for the
+//! connection's life), while this raw path measured ≈1 KB (spec/deps.md §4; BENCHMARKS.md). The
+//! public API answers only a handful of request shapes, so its head is parsed with `httparse`
+//! into a short-lived buffer, answered, and — for a subscription — the connection becomes a
+//! stream whose state is the socket and an outbox. Keep-alive is supported for the short
+//! responses (preflights, errors); a subscription always ends its connection
+//! (`connection: close`, as Neurow).
+//!
+//! Over TLS a client may choose HTTP/2 through ALPN ([`tls`]). That connection is served by
+//! hyper (`h2.rs`): there one connection carries many streams, so hyper's per-connection cost is
+//! shared by up to [`MAX_STREAMS_PER_CONNECTION`] subscriptions. Its requests go through the
+//! same [`request::Request`] and `route`, and its streams are the same subscriptions
+//! (`subscription.rs`).
 
+mod h2;
 pub mod request;
 pub mod response;
+mod subscription;
 pub mod tls;
 
 use std::net::IpAddr;
@@ -20,7 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use prometheus::IntCounter;
+use hyper::header::HeaderMap;
+use hyper_util::rt::TokioExecutor;
 use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,16 +38,19 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Level;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
+use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::hub::outbox::Outbox;
-use crate::hub::{Hub, SubscriptionKey};
-use crate::model::{ResumeFrom, Topic};
+use crate::model::Topic;
 use crate::observe::metrics::{Interface, Metrics};
 use crate::observe::request_log::{RequestLog, request_event};
 use crate::server::stopped;
-use crate::transport::sse::stream::{self, DeliveryCounter, HeldConnection, StreamEnd};
-use request::{Body, HeadError, HeadLimits, Method, RequestHead, parse_head, parse_last_event_id};
+use crate::transport::sse::stream::{self, HeldConnection};
+use request::{Body, HeadError, HeadLimits, Method, Request, RequestHead, parse_head, parse_last_event_id};
 use response::Reply;
+use subscription::{SubscribeRequest, Subscription};
+
+pub use h2::MAX_STREAMS_PER_CONNECTION;
 
 /// A client has this long to send a complete request head (also the keep-alive idle limit).
 const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,6 +99,10 @@ pub struct PublicApi {
     /// raw for HTTP/1.0.
     stream_head: Bytes,
     stream_head_http10: Bytes,
+    /// The same head for HTTP/2 (no hop-by-hop headers), cloned into each stream's response.
+    stream_headers_h2: HeaderMap,
+    /// hyper's HTTP/2 server, configured once.
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     /// Open connections, for the cap and for shutdown's drain.
     open: AtomicUsize,
     /// Notified when `open` drops to zero.
@@ -95,16 +111,6 @@ pub struct PublicApi {
     stopping: AtomicBool,
     /// Wakes connections waiting for a request head when shutdown starts.
     stop_notify: Notify,
-}
-
-/// A subscription request that passed every check.
-struct SubscribeRequest {
-    topic: Topic,
-    /// Whether the body is chunked (HTTP/1.1) or raw (HTTP/1.0).
-    framing: stream::Framing,
-    resume: ResumeFrom,
-    issuer: Arc<str>,
-    expires_ms: u64,
 }
 
 enum Action {
@@ -122,8 +128,11 @@ impl PublicApi {
         metrics: Arc<Metrics>,
     ) -> PublicApi {
         let (timeout_ms, keepalive_ms) = (settings.sse_timeout.as_millis(), settings.sse_keepalive.as_millis());
-        let stream_head = response::stream_head(timeout_ms, keepalive_ms, true);
-        let stream_head_http10 = response::stream_head(timeout_ms, keepalive_ms, false);
+        let stream_headers = response::stream_headers(timeout_ms, keepalive_ms);
+        let stream_head = response::stream_head(&stream_headers, true);
+        let stream_head_http10 = response::stream_head(&stream_headers, false);
+        let stream_headers_h2 = h2::header_map(&stream_headers);
+        let h2 = h2::builder(settings.head_limits);
         PublicApi {
             settings,
             verifier,
@@ -132,6 +141,8 @@ impl PublicApi {
             metrics,
             stream_head,
             stream_head_http10,
+            stream_headers_h2,
+            h2,
             open: AtomicUsize::new(0),
             drained: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -197,6 +208,9 @@ impl PublicApi {
         // Boxed so the handshake's state is freed once the connection is established.
         let handshake = Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)));
         match handshake.await {
+            // Boxed: hyper's connection state is large, and inlined here it would enlarge the
+            // task of every HTTP/1.1 TLS connection too.
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => Box::pin(self.serve_h2(tls)).await,
             Ok(Ok(tls)) => self.handle_connection(tls).await,
             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -206,33 +220,37 @@ impl PublicApi {
     async fn handle_connection<S: HeldConnection + PeerIp>(self: Arc<Self>, mut socket: S) {
         let Some(_open) = OpenGuard::enter(&self) else {
             self.metrics.connection_rejected("max_connections");
-            tracing::debug!(
-                client.ip = socket.peer_ip().map(tracing::field::display),
-                error.code = "too_many_connections",
-                http.response.status_code = 503,
-                "connection refused: PUBLIC_API_MAX_CONNECTIONS reached"
-            );
-            self.metrics.http_request(Interface::Public, 503);
-            let reply = response::unavailable(
-                "too_many_connections",
-                "The server holds as many connections as it may (PUBLIC_API_MAX_CONNECTIONS); retry later",
-                1,
-                self.now_s(),
-            );
-            let _ = socket.write_all(&reply.bytes).await;
+            log_too_many_connections(socket.peer_ip());
+            let reply = self.too_many_connections();
+            self.metrics.http_request(Interface::Public, reply.status);
+            let _ = socket.write_all(&reply.http1()).await;
             return;
         };
         // Boxed: the request phase's buffers and timers then live on the heap only while it lasts,
         // instead of enlarging the task that holds the stream for hours.
-        let subscribe = match Box::pin(self.serve_requests(&mut socket)).await {
+        let (subscribe, framing) = match Box::pin(self.serve_requests(&mut socket)).await {
             Some(subscribe) => subscribe,
             None => return,
         };
-        self.stream(socket, subscribe).await;
+        self.stream(socket, subscribe, framing).await;
     }
 
-    /// Answers requests on the connection until it closes or becomes a subscription.
-    async fn serve_requests<S: HeldConnection + PeerIp>(&self, socket: &mut S) -> Option<SubscribeRequest> {
+    /// The 503 of a connection over `PUBLIC_API_MAX_CONNECTIONS`.
+    fn too_many_connections(&self) -> Reply {
+        response::unavailable(
+            "too_many_connections",
+            "The server holds as many connections as it may (PUBLIC_API_MAX_CONNECTIONS); retry later",
+            1,
+            self.now_s(),
+        )
+    }
+
+    /// Answers requests on the connection until it closes or becomes a subscription, and says
+    /// how that subscription's body is framed (chunked for HTTP/1.1, raw for HTTP/1.0).
+    async fn serve_requests<S: HeldConnection + PeerIp>(
+        &self,
+        socket: &mut S,
+    ) -> Option<(SubscribeRequest, stream::Framing)> {
         // Read here rather than kept from `accept`, so the task that holds the stream for hours
         // does not carry it.
         let peer = socket.peer_ip();
@@ -242,27 +260,26 @@ impl PublicApi {
                 Ok(Some(head)) => head,
                 Ok(None) => return None,
                 Err(e) => {
-                    let reply = match &e {
-                        HeadError::TooLarge(m) => response::text(431, m, true),
-                        HeadError::Malformed(m) => response::text(400, m, true),
-                    };
-                    tracing::debug!(
-                        client.ip = peer.map(tracing::field::display),
-                        http.response.status_code = reply.status,
-                        reason = %e,
-                        "request head refused"
-                    );
+                    let reply = response::head_error(&e);
+                    log_head_refused(peer, reply.status, &e);
                     self.metrics.http_request(Interface::Public, reply.status);
-                    let _ = socket.write_all(&reply.bytes).await;
+                    let _ = socket.write_all(&reply.http1()).await;
                     return None;
                 }
             };
             buf.drain(..head.len);
-            match self.route(&head, peer) {
-                Action::Subscribe(subscribe) => return Some(subscribe),
+            match self.route(&head.request, peer) {
+                Action::Subscribe(subscribe) => {
+                    let framing = if head.http10 {
+                        stream::Framing::Raw
+                    } else {
+                        stream::Framing::Chunked
+                    };
+                    return Some((subscribe, framing));
+                }
                 Action::Reply(reply) => {
                     self.metrics.http_request(Interface::Public, reply.status);
-                    if socket.write_all(&reply.bytes).await.is_err() || reply.close || !head.keep_alive {
+                    if socket.write_all(&reply.http1()).await.is_err() || reply.close || !head.keep_alive {
                         return None;
                     }
                     if !skip_body(socket, &mut buf, head.body).await {
@@ -313,8 +330,10 @@ impl PublicApi {
     }
 
     /// Decides what a request gets, in Neurow's order: preflight, then authentication, then the
-    /// route, then the subscription's own checks.
-    fn route(&self, head: &RequestHead, peer: Option<IpAddr>) -> Action {
+    /// route, then the subscription's own checks. The one decision of both protocols; it counts
+    /// refusals (`jwt_errors`, `shutting_down`) but leaves `http_request_count` to the caller,
+    /// which counts what it actually answers.
+    fn route(&self, head: &Request, peer: Option<IpAddr>) -> Action {
         let log = || RequestLog::raw(&head.path, &head.log, peer);
         if head.method == Method::Options {
             return Action::Reply(self.preflight(head, log));
@@ -383,11 +402,6 @@ impl PublicApi {
         );
         Action::Subscribe(SubscribeRequest {
             topic: Topic::namespaced(&principal.issuer, subject),
-            framing: if head.http10 {
-                stream::Framing::Raw
-            } else {
-                stream::Framing::Chunked
-            },
             resume,
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
             issuer: principal.issuer,
@@ -417,7 +431,7 @@ impl PublicApi {
         response::sse_error(e.status(), code, message, origin, now_s)
     }
 
-    fn preflight<'a>(&self, head: &'a RequestHead, log: impl Fn() -> RequestLog<'a>) -> Reply {
+    fn preflight<'a>(&self, head: &'a Request, log: impl Fn() -> RequestLog<'a>) -> Reply {
         let (Some(origin), [request_headers]) = (head.single_origin(), head.access_control_request_headers.as_slice())
         else {
             request_event!(
@@ -440,29 +454,38 @@ impl PublicApi {
         response::preflight_ok(request_headers, origin, self.settings.preflight_max_age_s)
     }
 
-    /// Holds the subscription until it ends.
-    async fn stream<S: HeldConnection>(&self, mut socket: S, request: SubscribeRequest) {
-        let now_ms = self.hub.clock().now_ms();
-        let outbox = Arc::new(Outbox::new(self.settings.outbox_capacity, now_ms, request.expires_ms));
-        let subscribed = self.hub.subscribe(request.topic, request.resume, outbox.clone());
-        let liveness_key = self.liveness.register(outbox.clone());
-        self.metrics.subscription_opened(&request.issuer);
-        self.metrics.http_request(Interface::Public, 200);
-        let mut guard = SubscriptionGuard {
-            api: self,
-            key: subscribed.key,
-            liveness_key,
-            outbox: &outbox,
-            issuer: request.issuer,
-            end: StreamEnd::ClientGone,
-        };
-        let counter = SentCounter(self.metrics.sent_counter(&guard.issuer));
-        let head = match request.framing {
+    /// Holds an HTTP/1.x subscription until it ends.
+    async fn stream<S: HeldConnection>(
+        self: &Arc<Self>,
+        mut socket: S,
+        request: SubscribeRequest,
+        framing: stream::Framing,
+    ) {
+        let (mut subscription, replay) = Subscription::open(self, request);
+        let head = match framing {
             stream::Framing::Chunked => self.stream_head.clone(),
             stream::Framing::Raw => self.stream_head_http10.clone(),
         };
-        guard.end = stream::run(&mut socket, request.framing, head, subscribed.replay, &outbox, &counter).await;
+        subscription.end = stream::run(&mut socket, framing, head, replay, subscription.outbox(), &subscription).await;
     }
+}
+
+fn log_too_many_connections(peer: Option<IpAddr>) {
+    tracing::debug!(
+        client.ip = peer.map(tracing::field::display),
+        error.code = "too_many_connections",
+        http.response.status_code = 503,
+        "connection refused: PUBLIC_API_MAX_CONNECTIONS reached"
+    );
+}
+
+fn log_head_refused(peer: Option<IpAddr>, status: u16, e: &HeadError) {
+    tracing::debug!(
+        client.ip = peer.map(tracing::field::display),
+        http.response.status_code = status,
+        reason = %e,
+        "request head refused"
+    );
 }
 
 /// A connection that can tell its peer's address, for the `client.ip` of log lines.
@@ -505,41 +528,6 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
-/// Unregisters a subscription however its stream ends (including a panic or cancellation).
-struct SubscriptionGuard<'a> {
-    api: &'a PublicApi,
-    key: SubscriptionKey,
-    liveness_key: crate::hub::liveness::LivenessKey,
-    outbox: &'a Arc<Outbox>,
-    issuer: Arc<str>,
-    end: StreamEnd,
-}
-
-impl Drop for SubscriptionGuard<'_> {
-    fn drop(&mut self) {
-        self.api.hub.unsubscribe(&self.key, self.outbox);
-        self.api.liveness.unregister(self.liveness_key);
-        let reason = match self.end {
-            StreamEnd::Closed(reason) => reason.code(),
-            StreamEnd::ClientGone => "client_gone",
-        };
-        self.api.metrics.subscription_released(&self.issuer, reason);
-        // Without the request's fields: keeping them for the stream's whole life would cost
-        // every idle subscription memory.
-        tracing::debug!(issuer = &*self.issuer, reason, "subscription closed");
-    }
-}
-
-struct SentCounter(IntCounter);
-
-impl DeliveryCounter for SentCounter {
-    fn messages_written(&self, n: u64) {
-        if n > 0 {
-            self.0.inc_by(n);
-        }
-    }
-}
-
 /// Discards a request body so the next request can be read; false when the connection should
 /// close instead (a chunked or large body, or an error). Uses the head buffer as scratch space so
 /// no buffer lives in the connection's task.
@@ -572,6 +560,9 @@ pub struct SubscriptionSizes {
     pub connection_task: usize,
     /// The outbox, behind an `Arc`.
     pub outbox: usize,
+    /// An HTTP/2 stream's response body, which holds its subscription (hyper keeps it in the
+    /// stream's task, next to its own per-stream state).
+    pub h2_body: usize,
 }
 
 impl PublicApi {
@@ -581,6 +572,7 @@ impl PublicApi {
         SubscriptionSizes {
             connection_task: std::mem::size_of_val(&task),
             outbox: std::mem::size_of::<Outbox>(),
+            h2_body: h2::body_size(),
         }
     }
 }
@@ -597,6 +589,7 @@ mod size_tests {
     /// here first; raise a baseline only with a measured reason (BENCHMARKS.md).
     const TASK_BASELINE: usize = 900;
     const OUTBOX_BASELINE: usize = 112;
+    const H2_BODY_BASELINE: usize = 160;
 
     #[tokio::test]
     async fn test_subscription_sizes() {
@@ -635,5 +628,6 @@ mod size_tests {
             "connection task grew: {sizes:?}"
         );
         assert!(sizes.outbox <= OUTBOX_BASELINE, "outbox grew: {sizes:?}");
+        assert!(sizes.h2_body <= H2_BODY_BASELINE, "HTTP/2 stream body grew: {sizes:?}");
     }
 }

@@ -1,4 +1,9 @@
-//! The request head of the public API, parsed with `httparse` into only what Herald uses.
+//! The requests of the public API, reduced to only what Herald uses.
+//!
+//! [`Request`] is what every decision is made from, whatever the protocol: an HTTP/1.x head is
+//! parsed here with `httparse` into a [`RequestHead`] (the request plus HTTP/1 connection
+//! details), and an HTTP/2 request's header list goes through the same [`Request::read`], so
+//! both protocols apply the same header limits.
 //!
 //! Pure: bytes in, a [`RequestHead`] or a precise [`HeadError`] out. No I/O, so it is unit-tested
 //! on exact bytes and fuzzed.
@@ -50,9 +55,10 @@ pub enum Body {
     Chunked,
 }
 
-/// What Herald needs from a request head.
+/// What the public API reads from a request, whatever the protocol (HTTP/1.x parsed here,
+/// HTTP/2 from hyper): every decision about a request is made from this alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestHead {
+pub struct Request {
     /// The method.
     pub method: Method,
     /// The path, without the query string.
@@ -65,6 +71,79 @@ pub struct RequestHead {
     pub last_event_id: Option<Vec<u8>>,
     /// The `access-control-request-headers` values.
     pub access_control_request_headers: Vec<String>,
+    /// What the request's log lines say about it (never the `authorization` header).
+    pub log: LoggedHeaders,
+}
+
+impl Request {
+    /// Reads a request from its method, target and header lines, enforcing the header limits of
+    /// the public API: more than [`MAX_HEADERS`] lines, or a value longer than
+    /// `MAX_HEADER_VALUE_LENGTH`, is [`HeadError::TooLarge`] (431), over either protocol.
+    pub fn read<'h>(
+        method: &str,
+        target: &str,
+        headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+        limits: HeadLimits,
+    ) -> Result<Request, HeadError> {
+        let log = LoggedHeaders::new(method);
+        let method = match method {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        };
+        let mut request = Request {
+            method,
+            path: target.split_once('?').map_or(target, |(p, _)| p).to_owned(),
+            authorization: Vec::new(),
+            origin: Vec::new(),
+            last_event_id: None,
+            access_control_request_headers: Vec::new(),
+            log,
+        };
+        for (i, (name, value)) in headers.enumerate() {
+            if i == MAX_HEADERS {
+                return Err(too_many_headers());
+            }
+            if value.len() > limits.max_header_value_length {
+                return Err(HeadError::TooLarge(format!(
+                    "header {name} is {} bytes long; the limit (MAX_HEADER_VALUE_LENGTH) is {}",
+                    value.len(),
+                    limits.max_header_value_length
+                )));
+            }
+            if request.log.observe(name, value) {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("authorization") {
+                request.authorization.push(value.to_vec());
+            } else if name.eq_ignore_ascii_case("origin") {
+                request.origin.push(String::from_utf8_lossy(value).into_owned());
+            } else if name.eq_ignore_ascii_case("last-event-id") {
+                request.last_event_id.get_or_insert_with(|| value.to_vec());
+            } else if name.eq_ignore_ascii_case("access-control-request-headers") {
+                request
+                    .access_control_request_headers
+                    .push(String::from_utf8_lossy(value).into_owned());
+            }
+        }
+        Ok(request)
+    }
+
+    /// The single `origin`, if there is exactly one.
+    pub fn single_origin(&self) -> Option<&str> {
+        match self.origin.as_slice() {
+            [o] => Some(o),
+            _ => None,
+        }
+    }
+}
+
+/// An HTTP/1.x request head: the [`Request`] and how the connection goes on after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// What the request asks.
+    pub request: Request,
     /// Whether the client allows the connection to be reused.
     pub keep_alive: bool,
     /// HTTP/1.0: no chunked encoding; a body ends when the connection closes.
@@ -73,18 +152,6 @@ pub struct RequestHead {
     pub body: Body,
     /// Bytes the head took.
     pub len: usize,
-    /// What the request's log lines say about it (never the `authorization` header).
-    pub log: LoggedHeaders,
-}
-
-impl RequestHead {
-    /// The single `origin`, if there is exactly one.
-    pub fn single_origin(&self) -> Option<&str> {
-        match self.origin.as_slice() {
-            [o] => Some(o),
-            _ => None,
-        }
-    }
 }
 
 /// Why a head was refused.
@@ -96,6 +163,10 @@ pub enum HeadError {
     /// Not a valid HTTP/1.x request head: 400.
     #[error("{0}")]
     Malformed(String),
+}
+
+fn too_many_headers() -> HeadError {
+    HeadError::TooLarge(format!("more than {MAX_HEADERS} header lines"))
 }
 
 /// Parses `buf`; `Ok(None)` when the head is not complete yet.
@@ -114,65 +185,27 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>,
                 Ok(None)
             };
         }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::TooLarge(format!("more than {MAX_HEADERS} header lines")));
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(too_many_headers()),
         Err(e) => return Err(HeadError::Malformed(format!("malformed request head: {e}"))),
     };
-    let method_name = req.method.unwrap_or_default();
-    let method = match method_name {
-        "GET" => Method::Get,
-        "POST" => Method::Post,
-        "OPTIONS" => Method::Options,
-        _ => Method::Other,
-    };
-    let target = req.path.unwrap_or_default();
-    let path = target.split_once('?').map_or(target, |(p, _)| p).to_owned();
+    let request = Request::read(
+        req.method.unwrap_or_default(),
+        req.path.unwrap_or_default(),
+        req.headers.iter().map(|h| (h.name, h.value)),
+        limits,
+    )?;
     let http11 = req.version == Some(1);
-
-    let mut head = RequestHead {
-        method,
-        path,
-        authorization: Vec::new(),
-        origin: Vec::new(),
-        last_event_id: None,
-        access_control_request_headers: Vec::new(),
-        keep_alive: http11,
-        http10: !http11,
-        body: Body::Empty,
-        len,
-        log: LoggedHeaders::new(method_name),
-    };
+    let mut keep_alive = http11;
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     for h in req.headers.iter() {
-        if h.value.len() > limits.max_header_value_length {
-            return Err(HeadError::TooLarge(format!(
-                "header {} is {} bytes long; the limit (MAX_HEADER_VALUE_LENGTH) is {}",
-                h.name,
-                h.value.len(),
-                limits.max_header_value_length
-            )));
-        }
         let name = h.name;
-        if head.log.observe(name, h.value) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("authorization") {
-            head.authorization.push(h.value.to_vec());
-        } else if name.eq_ignore_ascii_case("origin") {
-            head.origin.push(String::from_utf8_lossy(h.value).into_owned());
-        } else if name.eq_ignore_ascii_case("last-event-id") {
-            head.last_event_id.get_or_insert_with(|| h.value.to_vec());
-        } else if name.eq_ignore_ascii_case("access-control-request-headers") {
-            head.access_control_request_headers
-                .push(String::from_utf8_lossy(h.value).into_owned());
-        } else if name.eq_ignore_ascii_case("connection") {
+        if name.eq_ignore_ascii_case("connection") {
             let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
             if v.split(',').any(|t| t.trim() == "close") {
-                head.keep_alive = false;
+                keep_alive = false;
             } else if v.split(',').any(|t| t.trim() == "keep-alive") {
-                head.keep_alive = true;
+                keep_alive = true;
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(h.value)
@@ -187,7 +220,7 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>,
             chunked = true;
         }
     }
-    head.body = match (chunked, content_length) {
+    let body = match (chunked, content_length) {
         (true, Some(_)) => {
             return Err(HeadError::Malformed(
                 "both content-length and transfer-encoding".to_owned(),
@@ -197,7 +230,13 @@ pub fn parse_head(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>,
         (false, Some(0) | None) => Body::Empty,
         (false, Some(n)) => Body::Length(n),
     };
-    Ok(Some(head))
+    Ok(Some(RequestHead {
+        request,
+        keep_alive,
+        http10: !http11,
+        body,
+        len,
+    }))
 }
 
 /// A `Last-Event-ID` that is not an integer.
@@ -243,10 +282,10 @@ mod tests {
     fn a_subscribe_request() {
         let raw = "GET /push/v1/subscribe?x=1 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nLast-Event-ID: 42\r\nLast-Event-ID: 7\r\n\r\nrest";
         let h = parse(raw).unwrap().unwrap();
-        assert_eq!(h.method, Method::Get);
-        assert_eq!(h.path, "/push/v1/subscribe");
-        assert_eq!(h.authorization, [b"Bearer t".to_vec()]);
-        assert_eq!(h.last_event_id.as_deref(), Some(&b"42"[..]));
+        assert_eq!(h.request.method, Method::Get);
+        assert_eq!(h.request.path, "/push/v1/subscribe");
+        assert_eq!(h.request.authorization, [b"Bearer t".to_vec()]);
+        assert_eq!(h.request.last_event_id.as_deref(), Some(&b"42"[..]));
         assert!(h.keep_alive);
         assert_eq!(h.body, Body::Empty);
         assert_eq!(h.len, raw.len() - "rest".len());
@@ -287,6 +326,28 @@ mod tests {
             parse("POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n"),
             Err(HeadError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn header_lists_from_http2_get_the_same_limits() {
+        let long = vec![b'c'; 8193];
+        let too_long = Request::read("GET", "/v1/subscribe", [("cookie", &long[..])].into_iter(), LIMITS);
+        assert!(matches!(too_long, Err(HeadError::TooLarge(m)) if m.contains("cookie")));
+        let many = vec![("x", &b"y"[..]); MAX_HEADERS + 1];
+        assert_eq!(
+            Request::read("GET", "/", many.into_iter(), LIMITS),
+            Err(HeadError::TooLarge(format!("more than {MAX_HEADERS} header lines")))
+        );
+        let ok = Request::read(
+            "POST",
+            "/v1/subscribe?a=b",
+            [("Last-Event-ID", &b"3"[..]), ("origin", b"http://x")].into_iter(),
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!((ok.method, ok.path.as_str()), (Method::Post, "/v1/subscribe"));
+        assert_eq!(ok.last_event_id.as_deref(), Some(&b"3"[..]));
+        assert_eq!(ok.single_origin(), Some("http://x"));
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The bytes of every public API response, spec §1.3 and §1.5.
+//! Every public API response, spec §1.3 and §1.5, as protocol-neutral data: a status, header
+//! lines and a body. HTTP/1.1 renders it to bytes here; HTTP/2 hands the same lines to hyper
+//! without the hop-by-hop ones ([`is_hop_by_hop`]), so both protocols answer alike.
 
 use std::fmt::Write as _;
 
@@ -6,15 +8,35 @@ use bytes::Bytes;
 
 use crate::transport::sse::frame::error_event;
 
-/// A complete response ready to write.
+/// A complete response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    /// Status code, for metrics.
+    /// Status code.
     pub status: u16,
-    /// Head and body.
-    pub bytes: Vec<u8>,
-    /// Whether the connection must close after it.
+    /// Header lines, lowercase names, in order; `content-length` is added when rendering.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Bytes,
+    /// Whether an HTTP/1.1 connection must close after it (HTTP/2 only ends the stream).
     pub close: bool,
+}
+
+impl Reply {
+    /// The response as HTTP/1.1 bytes, head and body.
+    pub fn http1(&self) -> Vec<u8> {
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        let _ = write!(head, "content-length: {}\r\n", self.body.len());
+        if self.close {
+            head.push_str("connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -31,41 +53,58 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Whether a header only concerns one HTTP/1 connection; HTTP/2 forbids these (RFC 9113 §8.2.2).
+pub fn is_hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
 /// The header values of Neurow's SSE responses that errors repeat.
 const SSE_CACHE_CONTROL: &str = "no-cache, no-store, max-age=0, must-revalidate";
 
-/// Builds a response with a body and `content-length`.
-fn complete(status: u16, headers: &[(&str, &str)], body: &[u8], close: bool) -> Reply {
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+fn complete(status: u16, headers: &[(&'static str, &str)], body: impl Into<Bytes>, close: bool) -> Reply {
+    Reply {
+        status,
+        headers: headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect(),
+        body: body.into(),
+        close,
+    }
+}
+
+/// The headers of a successful subscription, the same over every protocol (HTTP/2 drops the
+/// hop-by-hop `connection`). Built once per node.
+pub fn stream_headers(timeout_ms: u128, keepalive_ms: u128) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "text/event-stream".to_owned()),
+        ("access-control-allow-origin", "*".to_owned()),
+        ("cache-control", SSE_CACHE_CONTROL.to_owned()),
+        ("connection", "close".to_owned()),
+        ("x-sse-timeout", timeout_ms.to_string()),
+        ("x-sse-keepalive", keepalive_ms.to_string()),
+        ("x-accel-buffering", "no".to_owned()),
+    ]
+}
+
+/// The HTTP/1.1 head of a successful subscription; the body follows as chunks, or raw for an
+/// HTTP/1.0 client (which has no chunked encoding; the body ends when the connection closes).
+/// Built once per node.
+pub fn stream_head(headers: &[(&'static str, String)], chunked: bool) -> Bytes {
+    let mut head = String::from("HTTP/1.1 200 OK\r\n");
     for (name, value) in headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    let _ = write!(head, "content-length: {}\r\n", body.len());
-    if close {
-        head.push_str("connection: close\r\n");
+    if chunked {
+        head.push_str("transfer-encoding: chunked\r\n");
     }
     head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    Reply { status, bytes, close }
-}
-
-/// The head of a successful subscription; the body follows as chunks, or raw for an HTTP/1.0
-/// client (which has no chunked encoding; the body ends when the connection closes). Built once
-/// per node.
-pub fn stream_head(timeout_ms: u128, keepalive_ms: u128, chunked: bool) -> Bytes {
-    let framing = if chunked { "transfer-encoding: chunked\r\n" } else { "" };
-    Bytes::from(format!(
-        "HTTP/1.1 200 OK\r\n\
-         content-type: text/event-stream\r\n\
-         access-control-allow-origin: *\r\n\
-         cache-control: {SSE_CACHE_CONTROL}\r\n\
-         connection: close\r\n\
-         x-sse-timeout: {timeout_ms}\r\n\
-         x-sse-keepalive: {keepalive_ms}\r\n\
-         x-accel-buffering: no\r\n\
-         {framing}\r\n"
-    ))
+    Bytes::from(head)
 }
 
 /// An error as an SSE event (`neurow_error_{status}`), as Neurow sends authentication and
@@ -79,7 +118,7 @@ pub fn sse_error(status: u16, code: &str, message: &str, origin: Option<&str>, n
             ("access-control-allow-origin", origin.unwrap_or("*")),
             ("cache-control", SSE_CACHE_CONTROL),
         ],
-        body.as_bytes(),
+        body,
         true,
     )
 }
@@ -95,9 +134,17 @@ pub fn unavailable(code: &str, message: &str, retry_after_s: u32, now_s: u64) ->
             ("cache-control", SSE_CACHE_CONTROL),
             ("retry-after", &retry_after_s.to_string()),
         ],
-        body.as_bytes(),
+        body,
         true,
     )
+}
+
+/// The answer to a request head that could not be read: 431 or 400, with the reason.
+pub fn head_error(e: &super::request::HeadError) -> Reply {
+    match e {
+        super::request::HeadError::TooLarge(m) => text(431, m, true),
+        super::request::HeadError::Malformed(m) => text(400, m, true),
+    }
 }
 
 /// A plain-text response.
@@ -105,14 +152,14 @@ pub fn text(status: u16, body: &str, close: bool) -> Reply {
     complete(
         status,
         &[("content-type", "text/plain; charset=utf-8")],
-        body.as_bytes(),
+        body.to_owned(),
         close,
     )
 }
 
 /// An empty response (Neurow's 404).
 pub fn empty(status: u16) -> Reply {
-    complete(status, &[], b"", false)
+    complete(status, &[], Bytes::new(), false)
 }
 
 /// A successful CORS preflight.
@@ -126,7 +173,7 @@ pub fn preflight_ok(request_headers: &str, origin: &str, max_age_s: u64) -> Repl
             ("access-control-max-age", &max_age_s.to_string()),
             ("vary", "origin"),
         ],
-        b"",
+        Bytes::new(),
         false,
     )
 }
@@ -137,7 +184,7 @@ mod tests {
 
     #[test]
     fn the_stream_head_has_neurows_headers() {
-        let head = stream_head(900000, 600000, true);
+        let head = stream_head(&stream_headers(900000, 600000), true);
         let text = std::str::from_utf8(&head).unwrap();
         for line in [
             "content-type: text/event-stream\r\n",
@@ -162,7 +209,7 @@ mod tests {
             Some("http://localhost:3000"),
             17,
         );
-        let text = String::from_utf8(r.bytes).unwrap();
+        let text = String::from_utf8(r.http1()).unwrap();
         assert!(text.starts_with("HTTP/1.1 401 Unauthorized\r\n"));
         assert!(text.contains("access-control-allow-origin: http://localhost:3000\r\n"));
         assert!(text.contains("connection: close\r\n"));

@@ -1,4 +1,6 @@
-//! Server-Sent Events: the exact bytes of spec §1.3 and the writer that streams them.
+//! Server-Sent Events: the exact bytes of spec §1.3, the HTTP/1 writer that streams them onto a
+//! socket, and the HTTP/2 response body that hands them to hyper.
 
+pub mod body;
 pub mod frame;
 pub mod stream;

@@ -1,0 +1,100 @@
+//! One held subscription, whatever carries it (an HTTP/1.1 connection or an HTTP/2 stream):
+//! registered in the hub and in the liveness sweep when it opens, counted in the metrics, and
+//! released exactly once however it ends — closed by the server, the client gone, a reset
+//! HTTP/2 stream, or its task cancelled.
+
+use std::sync::Arc;
+
+use prometheus::IntCounter;
+
+use super::PublicApi;
+use crate::hub::SubscriptionKey;
+use crate::hub::liveness::LivenessKey;
+use crate::hub::outbox::Outbox;
+use crate::model::{ResumeFrom, Topic};
+use crate::observe::metrics::Interface;
+use crate::transport::sse::body::HeldSubscription;
+use crate::transport::sse::frame::Frame;
+use crate::transport::sse::stream::{DeliveryCounter, StreamEnd};
+
+/// A subscription request that passed every check.
+#[derive(Debug)]
+pub(super) struct SubscribeRequest {
+    pub(super) topic: Topic,
+    pub(super) resume: ResumeFrom,
+    pub(super) issuer: Arc<str>,
+    pub(super) expires_ms: u64,
+}
+
+/// An open subscription; dropping it unregisters it.
+pub(super) struct Subscription {
+    api: Arc<PublicApi>,
+    key: SubscriptionKey,
+    liveness_key: LivenessKey,
+    outbox: Arc<Outbox>,
+    issuer: Arc<str>,
+    /// `message{kind="sent"}` of the issuer, resolved once.
+    sent: IntCounter,
+    /// How it ended; `ClientGone` until the transport says otherwise.
+    pub(super) end: StreamEnd,
+}
+
+impl Subscription {
+    /// Registers a subscription and returns it with the history to replay before live frames.
+    pub(super) fn open(api: &Arc<PublicApi>, request: SubscribeRequest) -> (Subscription, Vec<Frame>) {
+        let now_ms = api.hub.clock().now_ms();
+        let outbox = Arc::new(Outbox::new(api.settings.outbox_capacity, now_ms, request.expires_ms));
+        let subscribed = api.hub.subscribe(request.topic, request.resume, outbox.clone());
+        let liveness_key = api.liveness.register(outbox.clone());
+        api.metrics.subscription_opened(&request.issuer);
+        api.metrics.http_request(Interface::Public, 200);
+        let subscription = Subscription {
+            api: api.clone(),
+            key: subscribed.key,
+            liveness_key,
+            outbox,
+            sent: api.metrics.sent_counter(&request.issuer),
+            issuer: request.issuer,
+            end: StreamEnd::ClientGone,
+        };
+        (subscription, subscribed.replay)
+    }
+
+    /// The subscription's outbox.
+    pub(super) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.api.hub.unsubscribe(&self.key, &self.outbox);
+        self.api.liveness.unregister(self.liveness_key);
+        let reason = match self.end {
+            StreamEnd::Closed(reason) => reason.code(),
+            StreamEnd::ClientGone => "client_gone",
+        };
+        self.api.metrics.subscription_released(&self.issuer, reason);
+        // Without the request's fields: keeping them for the stream's whole life would cost
+        // every idle subscription memory.
+        tracing::debug!(issuer = &*self.issuer, reason, "subscription closed");
+    }
+}
+
+impl DeliveryCounter for Subscription {
+    fn messages_written(&self, n: u64) {
+        if n > 0 {
+            self.sent.inc_by(n);
+        }
+    }
+}
+
+impl HeldSubscription for Subscription {
+    fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    fn ended(&mut self, end: StreamEnd) {
+        self.end = end;
+    }
+}
