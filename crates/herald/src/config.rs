@@ -94,12 +94,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "SSL_CERTFILE",
         default: "",
-        help: "Not supported yet: Herald refuses to start when it is set. Terminate TLS in front of Herald.",
+        help: "PEM certificate chain: with SSL_KEYFILE, the public API serves HTTPS, HTTP/2 or HTTP/1.1 as the client chooses (ALPN).",
     },
     Setting {
         name: "SSL_KEYFILE",
         default: "",
-        help: "Not supported yet: Herald refuses to start when it is set. Terminate TLS in front of Herald.",
+        help: "PEM private key of SSL_CERTFILE.",
     },
     Setting {
         name: "INTERNAL_API_HOST",
