@@ -3,9 +3,17 @@
 //! Event ids read as milliseconds since the epoch (Neurow's convention), so the hub needs wall-clock
 //! time rather than a monotonic instant. Core modules take time only from a [`Clock`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Nanoseconds on a monotonic clock since its first reading in this process, never 0: for
+/// measuring latencies (which wall-clock jumps would distort), not for ids.
+pub fn monotonic_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    (start.elapsed().as_nanos() as u64).max(1)
+}
 
 /// A source of wall-clock milliseconds.
 #[derive(Clone)]

@@ -105,6 +105,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         .map(|i| &*i.name)
         .collect::<std::collections::BTreeSet<_>>();
     let metrics = Arc::new(Metrics::new(issuers));
+    crate::observe::panics::count_panics(metrics.clone());
 
     let tls = match &config.public_api.tls {
         None => None,
@@ -143,6 +144,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         metrics.clone(),
     ));
     let internal_state = Arc::new(InternalState {
+        public: public.clone(),
         hub: hub.clone(),
         liveness: liveness.clone(),
         verifier: CachingVerifier::new(Verifier::new(

@@ -278,3 +278,31 @@ fn the_topic_cap_trims_and_is_counted() {
         2.0
     );
 }
+
+#[test]
+fn process_stats_describes_the_node() {
+    let h = Herald::start();
+    let _a = h.subscribe(&sub_token("test_issuer1", "ps-a"), "");
+    let mut b = h.subscribe(&sub_token("test_issuer1", "ps-b"), "");
+    h.publish_ok(
+        "test_issuer1",
+        r#"{"topic":"ps-b","message":{"event":"e","payload":"p"}}"#,
+    );
+    b.next_message();
+    eventually("both streams counted", || {
+        h.get_internal("/process_stats").json()["connections"]["streams"] == 2
+    });
+    let stats = h.get_internal("/process_stats").json();
+    assert_eq!(stats["connections"]["open"], 2, "{stats}");
+    assert_eq!(stats["connections"]["max"], serde_json::Value::Null);
+    assert_eq!(stats["connections"]["shutting_down"], false);
+    assert_eq!(stats["subscriptions"], 2);
+    assert_eq!(stats["topics"], 2);
+    assert_eq!(stats["history"]["messages"], 1);
+    assert_eq!(stats["outbox_depth"]["max"], 0, "the message was written: {stats}");
+    assert!(stats["memory"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
+    assert!(stats["memory"]["allocated_bytes"].as_u64().unwrap() > 0);
+    let fds = &stats["file_descriptors"];
+    assert!(fds["open"].as_u64().unwrap() >= 4 && fds["open"].as_u64() <= fds["soft_limit"].as_u64());
+    assert!(stats["runtime"]["tasks"].as_u64().unwrap() >= 2);
+}

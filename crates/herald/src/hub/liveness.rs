@@ -95,6 +95,16 @@ impl Liveness {
         (0..SHARDS).map(|s| self.lock(s).len()).sum()
     }
 
+    /// Calls `f` with every registered stream's outbox, one shard locked at a time (for
+    /// `/process_stats`: ≈50 ns a stream).
+    pub fn for_each_outbox(&self, mut f: impl FnMut(&Outbox)) {
+        for s in 0..SHARDS {
+            for (_, outbox) in self.lock(s).iter() {
+                f(outbox);
+            }
+        }
+    }
+
     /// Whether no stream is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

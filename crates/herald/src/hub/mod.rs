@@ -70,6 +70,8 @@ pub struct HubStats {
     pub expired: AtomicU64,
     /// Messages replayed from history to resuming subscribers.
     pub replayed: AtomicU64,
+    /// Expiry sweeps run (Neurow's `history_rotate`).
+    pub expiry_sweeps: AtomicU64,
 }
 
 /// The topics of one node.
@@ -173,7 +175,7 @@ impl Hub {
                 ids.push(message.id);
 
                 if !state.subscribers.is_empty() {
-                    let frame = Frame::message(&message);
+                    let frame = Frame::live_message(&message);
                     self.fan_out(state, &frame, now_ms);
                 }
                 if retention.enabled() {
@@ -303,6 +305,7 @@ impl Hub {
             self.stats.topics.fetch_sub(removed, Ordering::Relaxed);
         }
         self.stats.expired.fetch_add(freed.messages as u64, Ordering::Relaxed);
+        self.stats.expiry_sweeps.fetch_add(1, Ordering::Relaxed);
         self.account_history(Freed::default(), freed);
     }
 

@@ -9,9 +9,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 use crate::hub::HubStats;
+use crate::observe::process;
 
 /// The interface a request arrived on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +64,18 @@ pub struct Metrics {
     subscription_closed: IntCounterVec,
     connections_rejected: IntCounterVec,
     requests_rejected: IntCounterVec,
+    subscription_duration_ms: HistogramVec,
+    http_request_duration_ms: HistogramVec,
+    http_request_exception_count: IntCounterVec,
+    http_request_early_error_count: IntCounterVec,
+    history_rotate: IntCounter,
+    memory_usage: Gauge,
+    allocated_bytes: IntGauge,
+    allocator_resident_bytes: IntGauge,
+    fd_open_count: IntGauge,
+    fd_soft_limit: IntGauge,
+    fd_hard_limit: IntGauge,
+    delivery_latency: Histogram,
     /// `message{kind="published"}` per configured issuer, looked up without hashing the labels.
     published_by_issuer: HashMap<Box<str>, IntCounter>,
     /// `http_request_count` of the usual statuses, per interface, found without formatting.
@@ -77,6 +93,28 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     registry.register(Box::new(c.clone())).expect("metric names are unique");
     c
 }
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .expect("valid metric definition");
+    registry.register(Box::new(h.clone())).expect("metric names are unique");
+    h
+}
+
+/// Subscription lifetimes, ms: from a second to a day.
+const SUBSCRIPTION_DURATION_MS_BUCKETS: &[f64] = &[
+    1e3, 5e3, 15e3, 30e3, 60e3, 300e3, 900e3, 1_800e3, 3_600e3, 7_200e3, 21_600e3, 86_400e3,
+];
+
+/// Request durations, ms: the internal API answers in tens of µs, slow ones are the story.
+const HTTP_REQUEST_DURATION_MS_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0,
+];
+
+/// Publish-to-write latency, seconds: from 100 µs to 10 s (a slow client's worst case).
+const DELIVERY_LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric definition");
@@ -165,6 +203,63 @@ impl Metrics {
                 "Requests refused to protect the node, by reason (body_too_large, …)",
                 &["reason"],
             ),
+            subscription_duration_ms: histogram_vec(
+                &r,
+                "subscription_duration_ms",
+                "How long SSE subscriptions lasted, ms (Neurow's summary, as a histogram)",
+                &["issuer"],
+                SUBSCRIPTION_DURATION_MS_BUCKETS,
+            ),
+            http_request_duration_ms: histogram_vec(
+                &r,
+                "http_request_duration_ms",
+                "Time to answer a request, ms; for a subscription, until it is open",
+                &["interface"],
+                HTTP_REQUEST_DURATION_MS_BUCKETS,
+            ),
+            http_request_exception_count: counter_vec(
+                &r,
+                "http_request_exception_count",
+                "Requests whose handling panicked (a bug: please report it)",
+                &["interface", "kind"],
+            ),
+            http_request_early_error_count: counter_vec(
+                &r,
+                "http_request_early_error_count",
+                "Requests refused before routing: malformed (400) or oversized (431) heads",
+                &["interface", "status"],
+            ),
+            history_rotate: counter(&r, "history_rotate", "History expiry sweeps run"),
+            memory_usage: {
+                let g = Gauge::new(
+                    "memory_usage",
+                    "Share of the allocator's resident memory in use by live allocations (0 to 1)",
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone())).expect("metric names are unique");
+                g
+            },
+            allocated_bytes: gauge(&r, "herald_allocated_bytes", "Bytes in live allocations (jemalloc)"),
+            allocator_resident_bytes: gauge(
+                &r,
+                "herald_allocator_resident_bytes",
+                "Bytes of memory the allocator holds resident (jemalloc)",
+            ),
+            fd_open_count: gauge(&r, "fd_open_count", "Open file descriptors"),
+            fd_soft_limit: gauge(&r, "fd_soft_limit", "Soft limit of open file descriptors (ulimit -n)"),
+            fd_hard_limit: gauge(&r, "fd_hard_limit", "Hard limit of open file descriptors"),
+            delivery_latency: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "herald_delivery_latency_seconds",
+                        "From a message's acceptance to its write to a stream; one observation per write, for its oldest message",
+                    )
+                    .buckets(DELIVERY_LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(h.clone())).expect("metric names are unique");
+                h
+            },
             published_by_issuer: HashMap::new(),
             usual_statuses: Vec::new(),
             registry: r,
@@ -180,7 +275,21 @@ impl Metrics {
         for reason in REQUEST_REJECTION_REASONS {
             m.requests_rejected.with_label_values(&[reason]);
         }
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("metric names are unique");
+        for interface in [Interface::Public, Interface::Internal] {
+            m.http_request_duration_ms.with_label_values(&[interface.label()]);
+            m.http_request_exception_count
+                .with_label_values(&[interface.label(), "error"]);
+        }
+        for status in ["400", "431"] {
+            m.http_request_early_error_count
+                .with_label_values(&[Interface::Public.label(), status]);
+        }
         for issuer in issuers {
+            m.subscription_duration_ms.with_label_values(&[issuer]);
             let published = m.message.with_label_values(&["published", issuer]);
             m.published_by_issuer.insert(issuer.into(), published);
             m.concurrent_subscription.with_label_values(&[issuer]);
@@ -227,6 +336,42 @@ impl Metrics {
             .with_label_values(&["released", issuer])
             .inc();
         self.subscription_closed.with_label_values(&[reason]).inc();
+    }
+
+    /// A subscription of `issuer` lasted `ms`.
+    pub fn subscription_lasted(&self, issuer: &str, ms: u64) {
+        self.subscription_duration_ms
+            .with_label_values(&[issuer])
+            .observe(ms as f64);
+    }
+
+    /// A request on `interface` was answered in `elapsed`.
+    pub fn request_took(&self, interface: Interface, elapsed: std::time::Duration) {
+        self.http_request_duration_ms
+            .with_label_values(&[interface.label()])
+            .observe(elapsed.as_secs_f64() * 1000.0);
+    }
+
+    /// A request head on `interface` was refused before routing with `status`.
+    pub fn early_error(&self, interface: Interface, status: u16) {
+        self.http_request_early_error_count
+            .with_label_values(&[interface.label(), &status.to_string()])
+            .inc();
+    }
+
+    /// A handler panicked; `interface` as far as the panic's location tells.
+    pub fn exception(&self, interface: Option<Interface>) {
+        let label = interface.map_or("unknown", Interface::label);
+        self.http_request_exception_count
+            .with_label_values(&[label, "error"])
+            .inc();
+    }
+
+    /// A write to a stream finished whose oldest live message was accepted at `since_ns`
+    /// ([`crate::clock::monotonic_ns`]).
+    pub fn delivered(&self, since_ns: u64) {
+        let elapsed_ns = crate::clock::monotonic_ns().saturating_sub(since_ns);
+        self.delivery_latency.observe(elapsed_ns as f64 / 1e9);
     }
 
     /// The counter of messages written to streams of `issuer`; a stream keeps it to count cheaply.
@@ -300,6 +445,21 @@ impl Metrics {
         catch_up(&self.outbox_overflows, &hub.outbox_overflows);
         catch_up(&self.replayed, &hub.replayed);
         catch_up(&self.accepted, &hub.messages_accepted);
+        catch_up(&self.history_rotate, &hub.expiry_sweeps);
+        if let Some(memory) = process::allocator_memory() {
+            self.allocated_bytes.set(memory.allocated as i64);
+            self.allocator_resident_bytes.set(memory.resident as i64);
+            if memory.resident > 0 {
+                self.memory_usage.set(memory.allocated as f64 / memory.resident as f64);
+            }
+        }
+        if let Some(open) = process::open_fds() {
+            self.fd_open_count.set(open as i64);
+        }
+        if let Some(limits) = process::fd_limits() {
+            self.fd_soft_limit.set(limits.soft as i64);
+            self.fd_hard_limit.set(limits.hard as i64);
+        }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()

@@ -5,6 +5,7 @@
 //! keep; the publish route, the one hot path, is answered before axum ([`publish_route`]), on the
 //! same hyper connections ([`serve`]).
 
+mod process_stats;
 pub mod publish;
 mod publish_route;
 mod serve;
@@ -46,6 +47,8 @@ const UNCOUNTED: &[&str] = &["/ping", "/favicon.ico", "/metrics"];
 
 /// Everything the internal API's handlers share.
 pub struct InternalState {
+    /// The public API, for its connection counts.
+    pub public: Arc<crate::api::public::PublicApi>,
     /// The node's topics.
     pub hub: Arc<Hub>,
     /// The node's open streams.
@@ -154,11 +157,13 @@ fn refuse_token(state: &InternalState, e: AuthError, log: RequestLog<'_>) -> Res
 
 async fn count_requests(State(state): State<Arc<InternalState>>, request: Request, next: Next) -> Response {
     let counted = !UNCOUNTED.iter().any(|p| request.uri().path().starts_with(p));
+    let received = std::time::Instant::now();
     let response = next.run(request).await;
     if counted {
         state
             .metrics
             .http_request(Interface::Internal, response.status().as_u16());
+        state.metrics.request_took(Interface::Internal, received.elapsed());
     }
     response
 }
@@ -232,16 +237,7 @@ async fn metrics(State(state): State<Arc<InternalState>>) -> Response {
 }
 
 async fn process_stats(State(state): State<Arc<InternalState>>) -> Response {
-    use std::sync::atomic::Ordering::Relaxed;
-    let stats = state.hub.stats();
-    json_response(json!({
-        "streams": state.liveness.len(),
-        "subscriptions": stats.subscriptions.load(Relaxed),
-        "topics": stats.topics.load(Relaxed),
-        "history_messages": stats.history_messages.load(Relaxed),
-        "history_bytes": stats.history_bytes.load(Relaxed),
-        "rss_bytes": crate::observe::process::rss_bytes(),
-    }))
+    json_response(process_stats::collect(&state))
 }
 
 #[cfg(test)]

@@ -30,11 +30,13 @@ pub(super) async fn publish(
     request: axum::http::Request<Incoming>,
     peer: SocketAddr,
 ) -> Response {
+    let received = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let response = handle(state, &parts, body, peer).await;
     state
         .metrics
         .http_request(Interface::Internal, response.status().as_u16());
+    state.metrics.request_took(Interface::Internal, received.elapsed());
     response
 }
 

@@ -231,10 +231,11 @@ impl PublicApi {
         peer: Option<IpAddr>,
     ) -> Response<ResponseBody> {
         let active = ActiveStream::enter(state);
+        let received = std::time::Instant::now();
         if state.refused {
             state.answered.store(true, Ordering::SeqCst);
             state.changed.notify_one();
-            return self.reply_h2(self.too_many_connections(), active);
+            return self.reply_h2(self.too_many_connections(), active, received);
         }
         // The public API reads no request body: dropping it tells hyper to discard one.
         let (parts, _body) = request.into_parts();
@@ -249,11 +250,12 @@ impl PublicApi {
             Err(e) => {
                 let reply = response::head_error(&e);
                 super::log_head_refused(peer, reply.status, &e);
-                return self.reply_h2(reply, active);
+                self.metrics.early_error(Interface::Public, reply.status);
+                return self.reply_h2(reply, active, received);
             }
         };
         match self.route(&request, peer) {
-            Action::Reply(reply) => self.reply_h2(reply, active),
+            Action::Reply(reply) => self.reply_h2(reply, active, received),
             Action::Subscribe(subscribe) => {
                 let (subscription, replay) = Subscription::open(self, subscribe);
                 let mut response = Response::new(ResponseBody {
@@ -266,8 +268,9 @@ impl PublicApi {
         }
     }
 
-    fn reply_h2(&self, reply: Reply, active: ActiveStream) -> Response<ResponseBody> {
+    fn reply_h2(&self, reply: Reply, active: ActiveStream, received: std::time::Instant) -> Response<ResponseBody> {
         self.metrics.http_request(Interface::Public, reply.status);
+        self.metrics.request_took(Interface::Public, received.elapsed());
         let mut headers = header_map(&reply.headers);
         // A 204 has no content (RFC 9110 §8.6).
         if reply.status != 204 {

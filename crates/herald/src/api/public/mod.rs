@@ -25,7 +25,7 @@ pub mod tls;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::header::HeaderMap;
@@ -191,6 +191,16 @@ impl PublicApi {
         self.open.load(Ordering::SeqCst)
     }
 
+    /// `PUBLIC_API_MAX_CONNECTIONS`, if set.
+    pub fn max_connections(&self) -> Option<usize> {
+        self.settings.max_connections
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Resolves once no connection is open.
     pub async fn drained(&self) {
         loop {
@@ -262,12 +272,14 @@ impl PublicApi {
                 Err(e) => {
                     let reply = response::head_error(&e);
                     log_head_refused(peer, reply.status, &e);
+                    self.metrics.early_error(Interface::Public, reply.status);
                     self.metrics.http_request(Interface::Public, reply.status);
                     let _ = socket.write_all(&reply.http1()).await;
                     return None;
                 }
             };
             buf.drain(..head.len);
+            let received = Instant::now();
             match self.route(&head.request, peer) {
                 Action::Subscribe(subscribe) => {
                     let framing = if head.http10 {
@@ -279,7 +291,9 @@ impl PublicApi {
                 }
                 Action::Reply(reply) => {
                     self.metrics.http_request(Interface::Public, reply.status);
-                    if socket.write_all(&reply.http1()).await.is_err() || reply.close || !head.keep_alive {
+                    let written = socket.write_all(&reply.http1()).await;
+                    self.metrics.request_took(Interface::Public, received.elapsed());
+                    if written.is_err() || reply.close || !head.keep_alive {
                         return None;
                     }
                     if !skip_body(socket, &mut buf, head.body).await {
@@ -334,6 +348,7 @@ impl PublicApi {
     /// refusals (`jwt_errors`, `shutting_down`) but leaves `http_request_count` to the caller,
     /// which counts what it actually answers.
     fn route(&self, head: &Request, peer: Option<IpAddr>) -> Action {
+        let received = Instant::now();
         let log = || RequestLog::raw(&head.path, &head.log, peer);
         if head.method == Method::Options {
             return Action::Reply(self.preflight(head, log));
@@ -401,6 +416,7 @@ impl PublicApi {
             "subscription opened"
         );
         Action::Subscribe(SubscribeRequest {
+            received,
             topic: Topic::namespaced(&principal.issuer, subject),
             resume,
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),

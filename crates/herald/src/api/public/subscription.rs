@@ -20,6 +20,8 @@ use crate::transport::sse::stream::{DeliveryCounter, StreamEnd};
 /// A subscription request that passed every check.
 #[derive(Debug)]
 pub(super) struct SubscribeRequest {
+    /// When the request was read, for `http_request_duration_ms`.
+    pub(super) received: std::time::Instant,
     pub(super) topic: Topic,
     pub(super) resume: ResumeFrom,
     pub(super) issuer: Arc<str>,
@@ -37,6 +39,8 @@ pub(super) struct Subscription {
     sent: IntCounter,
     /// How it ended; `ClientGone` until the transport says otherwise.
     pub(super) end: StreamEnd,
+    /// Wall-clock ms when it opened, for `subscription_duration_ms`.
+    opened_ms: u64,
 }
 
 impl Subscription {
@@ -48,6 +52,7 @@ impl Subscription {
         let liveness_key = api.liveness.register(outbox.clone());
         api.metrics.subscription_opened(&request.issuer);
         api.metrics.http_request(Interface::Public, 200);
+        api.metrics.request_took(Interface::Public, request.received.elapsed());
         let subscription = Subscription {
             api: api.clone(),
             key: subscribed.key,
@@ -56,6 +61,7 @@ impl Subscription {
             sent: api.metrics.sent_counter(&request.issuer),
             issuer: request.issuer,
             end: StreamEnd::ClientGone,
+            opened_ms: now_ms,
         };
         (subscription, subscribed.replay)
     }
@@ -75,6 +81,8 @@ impl Drop for Subscription {
             StreamEnd::ClientGone => "client_gone",
         };
         self.api.metrics.subscription_released(&self.issuer, reason);
+        let lasted_ms = self.api.hub.clock().now_ms().saturating_sub(self.opened_ms);
+        self.api.metrics.subscription_lasted(&self.issuer, lasted_ms);
         // Without the request's fields: keeping them for the stream's whole life would cost
         // every idle subscription memory.
         tracing::debug!(issuer = &*self.issuer, reason, "subscription closed");
@@ -82,9 +90,12 @@ impl Drop for Subscription {
 }
 
 impl DeliveryCounter for Subscription {
-    fn messages_written(&self, n: u64) {
+    fn messages_written(&self, n: u64, oldest_live_ns: Option<u64>) {
         if n > 0 {
             self.sent.inc_by(n);
+        }
+        if let Some(since) = oldest_live_ns {
+            self.api.metrics.delivered(since);
         }
     }
 }

@@ -65,7 +65,7 @@ impl<S: HeldSubscription> Body for EventBody<S> {
         loop {
             if let Some(frame) = this.pending.next() {
                 if frame.is_message() {
-                    this.subscription.messages_written(1);
+                    this.subscription.messages_written(1, frame.live_since_ns());
                 }
                 return Poll::Ready(Some(Ok(BodyFrame::data(frame.event_bytes()))));
             }
@@ -108,7 +108,7 @@ mod tests {
     }
 
     impl DeliveryCounter for Fake {
-        fn messages_written(&self, n: u64) {
+        fn messages_written(&self, n: u64, _: Option<u64>) {
             self.written.fetch_add(n, Ordering::Relaxed);
         }
     }

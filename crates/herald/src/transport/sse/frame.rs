@@ -10,11 +10,26 @@ use std::io::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::clock::monotonic_ns;
 use crate::model::Message;
 
 /// One SSE event wrapped as one HTTP/1.1 chunk. Cheap to clone.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Frame(Bytes);
+#[derive(Clone)]
+pub struct Frame {
+    bytes: Bytes,
+    /// [`monotonic_ns`] when a live message was accepted, for the publish-to-write latency; 0 for
+    /// replayed messages and control events, which are not measured.
+    live_since_ns: u64,
+}
+
+/// Frames are equal when their bytes are: when they were made is not part of what they say.
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Frame {}
 
 impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,7 +47,23 @@ impl Frame {
         write!((&mut buf).writer(), "{:x}\r\n", event.len()).expect("writing to memory cannot fail");
         buf.put_slice(event);
         buf.put_slice(b"\r\n");
-        Frame(buf.freeze())
+        Frame {
+            bytes: buf.freeze(),
+            live_since_ns: 0,
+        }
+    }
+
+    /// [`Frame::message`] for a message being published now: its writes are measured.
+    pub fn live_message(message: &Message) -> Frame {
+        Frame {
+            live_since_ns: monotonic_ns(),
+            ..Frame::message(message)
+        }
+    }
+
+    /// When the live message of this frame was accepted ([`monotonic_ns`]), if it is one.
+    pub fn live_since_ns(&self) -> Option<u64> {
+        (self.live_since_ns != 0).then_some(self.live_since_ns)
     }
 
     /// The message's event: `id: {id}\nevent: {event}\n` then one `data: ` line per payload line.
@@ -61,38 +92,38 @@ impl Frame {
 
     /// The whole chunk, as written on an HTTP/1.1 chunked body.
     pub fn chunk(&self) -> &Bytes {
-        &self.0
+        &self.bytes
     }
 
     /// The SSE event alone, without the chunk framing.
     pub fn event_bytes(&self) -> Bytes {
-        self.0.slice(self.event_range())
+        self.bytes.slice(self.event_range())
     }
 
     /// The SSE event alone, borrowed.
     pub fn event_slice(&self) -> &[u8] {
-        &self.0[self.event_range()]
+        &self.bytes[self.event_range()]
     }
 
     fn event_range(&self) -> std::ops::Range<usize> {
-        let start = self.0.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        start..self.0.len() - 2
+        let start = self.bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        start..self.bytes.len() - 2
     }
 
     /// Whether this frame carries a message (rather than a control event).
     pub fn is_message(&self) -> bool {
-        let start = self.0.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        self.0[start..].starts_with(b"id: ")
+        let start = self.bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.bytes[start..].starts_with(b"id: ")
     }
 
     /// Length of the chunk in bytes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// Whether the chunk is empty (never true for a built frame).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
     }
 }
 

@@ -108,8 +108,9 @@ pub enum StreamEnd {
 
 /// What the writer counts as it goes.
 pub trait DeliveryCounter {
-    /// `n` message frames were written.
-    fn messages_written(&self, n: u64);
+    /// `n` message frames were written; the oldest live one among them was accepted at
+    /// `oldest_live_ns` ([`crate::clock::monotonic_ns`]), if any was live.
+    fn messages_written(&self, n: u64, oldest_live_ns: Option<u64>);
 }
 
 /// Streams `head`, then `replay`, then live frames from `outbox` onto `socket`.
@@ -125,7 +126,7 @@ pub async fn run<S: HeldConnection>(
     if write_all(socket, first, outbox).await.is_err() {
         return StreamEnd::ClientGone;
     }
-    counter.messages_written(replay.len() as u64);
+    counter.messages_written(replay.len() as u64, None);
     drop(replay);
 
     loop {
@@ -134,13 +135,14 @@ pub async fn run<S: HeldConnection>(
             Wake::ClientGone => return StreamEnd::ClientGone,
             Wake::Taken(Taken::Frames) => {
                 let messages = batch.iter().filter(|f| f.is_message()).count();
+                let oldest_live_ns = batch.iter().filter_map(Frame::live_since_ns).min();
                 if write_all(socket, batch.iter().map(|f| framing.wire(f)), outbox)
                     .await
                     .is_err()
                 {
                     return StreamEnd::ClientGone;
                 }
-                counter.messages_written(messages as u64);
+                counter.messages_written(messages as u64, oldest_live_ns);
             }
             Wake::Taken(Taken::Close(reason)) => {
                 // Boxed: this runs once per stream, so its timer need not enlarge the idle task.
