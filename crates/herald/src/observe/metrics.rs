@@ -37,6 +37,19 @@ impl Interface {
     }
 }
 
+/// Why the public API refused a connection (`herald_connections_rejected_total{reason}`): the
+/// connection cap, the subscription rate, shutdown (each a 503), an oversized request head (431).
+pub const CONNECTION_REJECTION_REASONS: [&str; 4] = [
+    "max_connections",
+    "subscription_rate",
+    "shutting_down",
+    "header_too_large",
+];
+
+/// Why a publish was refused by a limit (`herald_publish_rejected_total{reason}`): a body over
+/// `PUBLISH_MAX_BODY_SIZE` (413).
+pub const PUBLISH_REJECTION_REASONS: [&str; 1] = ["body_too_large"];
+
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
@@ -58,6 +71,7 @@ pub struct Metrics {
     accepted: IntCounter,
     subscription_closed: IntCounterVec,
     connections_rejected: IntCounterVec,
+    publish_rejected: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -144,7 +158,14 @@ impl Metrics {
             connections_rejected: counter_vec(
                 &r,
                 "herald_connections_rejected_total",
-                "Public API connections refused, by reason",
+                "Public API connections refused with an error response, by reason (max_connections, \
+                 subscription_rate, shutting_down, header_too_large)",
+                &["reason"],
+            ),
+            publish_rejected: counter_vec(
+                &r,
+                "herald_publish_rejected_total",
+                "Publish requests refused by a limit, by reason (body_too_large)",
                 &["reason"],
             ),
             registry: r,
@@ -164,8 +185,11 @@ impl Metrics {
         for reason in ["expired", "topic_cap", "byte_cap"] {
             m.history_trimmed.with_label_values(&[reason]);
         }
-        for reason in ["max_connections", "shutting_down"] {
+        for reason in CONNECTION_REJECTION_REASONS {
             m.connections_rejected.with_label_values(&[reason]);
+        }
+        for reason in PUBLISH_REJECTION_REASONS {
+            m.publish_rejected.with_label_values(&[reason]);
         }
         for reason in [
             "slow_consumer",
@@ -218,9 +242,14 @@ impl Metrics {
             .inc();
     }
 
-    /// A public connection was refused for `reason`.
-    pub fn connection_rejected(&self, reason: &str) {
+    /// A public connection was refused for `reason`, one of [`CONNECTION_REJECTION_REASONS`].
+    pub fn connection_rejected(&self, reason: &'static str) {
         self.connections_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// A publish request was refused by a limit, one of [`PUBLISH_REJECTION_REASONS`].
+    pub fn publish_rejected(&self, reason: &'static str) {
+        self.publish_rejected.with_label_values(&[reason]).inc();
     }
 
     /// Marks the node as shutting down.

@@ -197,7 +197,12 @@ async fn publish(State(state): State<Arc<InternalState>>, request: Request) -> R
     }
     let body = match read_body(body, state.max_body_size).await {
         Ok(body) => body,
-        Err((status, code, message)) => return refuse(status, code, &message),
+        Err((status, code, message)) => {
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                state.metrics.publish_rejected("body_too_large");
+            }
+            return refuse(status, code, &message);
+        }
     };
     let parsed = match parse_publish(&body) {
         Ok(p) => p,

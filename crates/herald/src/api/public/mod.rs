@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use prometheus::IntCounter;
 use regex::Regex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
@@ -52,6 +52,15 @@ const MAX_SKIPPED_BODY: u64 = 64 * 1024;
 /// Initial size of the request-head buffer; it grows up to the head limit and is freed before a
 /// stream starts.
 const HEAD_BUFFER_INITIAL: usize = 1024;
+
+/// After an error response that closes the connection before the request was read in full, how
+/// long Herald keeps reading (and discarding) what the client still sends. Closing a socket with
+/// unread data makes the kernel send a reset, which can destroy the response before the client
+/// reads it; waiting for the client to close first (a "lingering close") lets the response arrive.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Most bytes discarded during a lingering close.
+const LINGER_MAX_BYTES: usize = 64 * 1024;
 
 /// What the public API needs to know.
 #[derive(Debug, Clone)]
@@ -219,7 +228,8 @@ impl PublicApi {
                 1,
                 self.now_s(),
             );
-            let _ = socket.write_all(&reply.bytes).await;
+            // Boxed, as the request phase below: it must not enlarge every held connection.
+            Box::pin(reply_and_linger(&mut socket, reply)).await;
             return;
         };
         // Boxed: the request phase's buffers and timers then live on the heap only while it lasts,
@@ -243,7 +253,10 @@ impl PublicApi {
                 Ok(None) => return None,
                 Err(e) => {
                     let reply = match &e {
-                        HeadError::TooLarge(m) => response::text(431, m, true),
+                        HeadError::TooLarge(m) => {
+                            self.metrics.connection_rejected("header_too_large");
+                            response::text(431, m, true)
+                        }
                         HeadError::Malformed(m) => response::text(400, m, true),
                     };
                     tracing::debug!(
@@ -253,7 +266,8 @@ impl PublicApi {
                         "request head refused"
                     );
                     self.metrics.http_request(Interface::Public, reply.status);
-                    let _ = socket.write_all(&reply.bytes).await;
+                    // The client may still be sending the rest of an oversized head.
+                    reply_and_linger(socket, reply).await;
                     return None;
                 }
             };
@@ -538,6 +552,26 @@ impl DeliveryCounter for SentCounter {
             self.0.inc_by(n);
         }
     }
+}
+
+/// Writes a reply that ends the connection, then closes it gracefully: the write side first, then
+/// reading until the client closes too (at most [`LINGER`] and [`LINGER_MAX_BYTES`]), so unread
+/// request bytes do not turn the close into a reset that would destroy the reply.
+async fn reply_and_linger<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut S, reply: Reply) {
+    if socket.write_all(&reply.bytes).await.is_err() || socket.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut scratch = [0u8; 2048];
+        let mut discarded = 0;
+        while discarded < LINGER_MAX_BYTES {
+            match socket.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => discarded += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// Discards a request body so the next request can be read; false when the connection should
