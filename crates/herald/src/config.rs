@@ -67,6 +67,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "Most connections the public API holds at once; over it a request gets 503 with retry-after.",
     },
     Setting {
+        name: "PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND",
+        default: "infinity",
+        help: "New subscriptions a node accepts per second, with a burst of one second's worth, to blunt reconnection storms; over it 503 with a retry-after that spreads the retries.",
+    },
+    Setting {
         name: "PUBLIC_API_ALLOWED_ORIGINS",
         default: DEFAULT_ALLOWED_ORIGINS,
         help: "Regular expression an Origin must match in full for a CORS preflight to succeed.",
@@ -266,6 +271,8 @@ pub struct PublicApiConfig {
     pub jwt_max_lifetime_s: u64,
     /// Cap on concurrent connections; `None` is unlimited.
     pub max_connections: Option<usize>,
+    /// New subscriptions admitted per second; `None` is unlimited.
+    pub max_subscriptions_per_second: Option<u32>,
     /// CORS origins allowed by a preflight; anchored.
     pub allowed_origins: Regex,
     /// `access-control-max-age`, seconds.
@@ -464,6 +471,16 @@ impl Config {
                     _ => Err("expected infinity or a whole number above 0".to_owned()),
                 }
             }),
+            max_subscriptions_per_second: r.parse("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", None, |s| {
+                let max = crate::api::public::admission::MAX_RATE;
+                if s.eq_ignore_ascii_case("infinity") {
+                    return Ok(None);
+                }
+                match s.parse::<u32>() {
+                    Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+                    _ => Err(format!("expected infinity or a whole number from 1 to {max}")),
+                }
+            }),
             allowed_origins,
             preflight_max_age_s: r.integer("PREFLIGHT_MAX_AGE", 86400, 0, u64::from(u32::MAX)),
             max_header_value_length: r.integer("MAX_HEADER_VALUE_LENGTH", 8192, 64, 1 << 20) as usize,
@@ -619,6 +636,7 @@ mod tests {
         assert_eq!(c.internal_api.jwt_max_lifetime_s, 1500);
         assert_eq!(c.public_api.context_path, "");
         assert_eq!(c.public_api.max_connections, None);
+        assert_eq!(c.public_api.max_subscriptions_per_second, None);
         assert_eq!(c.public_api.preflight_max_age_s, 86400);
         assert_eq!(c.public_api.max_header_value_length, 8192);
         assert_eq!(c.sse.timeout, Duration::from_millis(900_000));
@@ -668,6 +686,21 @@ mod tests {
             text.contains("PUBLIC_API_PORT=\"eighty\": expected a whole number from 0 to 65535"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_subscription_rate_is_infinity_or_a_positive_number() {
+        let c = parse(&[("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", " 500 ")]).unwrap();
+        assert_eq!(c.public_api.max_subscriptions_per_second, Some(500));
+        let c = parse(&[("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", "Infinity")]).unwrap();
+        assert_eq!(c.public_api.max_subscriptions_per_second, None);
+        for bad in ["0", "-1", "2000000", "fast", ""] {
+            let err = parse(&[("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", bad)]).unwrap_err();
+            assert_eq!(
+                err.0[0].reason, "expected infinity or a whole number from 1 to 1000000",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

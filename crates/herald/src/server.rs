@@ -132,6 +132,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
                 max_header_value_length: config.public_api.max_header_value_length,
             },
             max_connections: config.public_api.max_connections,
+            max_subscriptions_per_second: config.public_api.max_subscriptions_per_second,
             verbose_errors: config.auth.verbose_errors,
             outbox_capacity: config.outbox_capacity,
             sse_timeout: config.sse.timeout,

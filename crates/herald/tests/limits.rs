@@ -1,8 +1,12 @@
 //! Limits (issue 5, item 4): each refusal has a precise status, says what to do, and is counted.
-//! `PUBLIC_API_MAX_CONNECTIONS` answers 503 with Neurow's SSE error body and `retry-after`;
-//! `MAX_HEADER_VALUE_LENGTH` 431; `PUBLISH_MAX_BODY_SIZE` 413.
+//! `PUBLIC_API_MAX_CONNECTIONS` and `PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND` answer 503 with
+//! Neurow's SSE error body and `retry-after`; `MAX_HEADER_VALUE_LENGTH` 431;
+//! `PUBLISH_MAX_BODY_SIZE` 413.
 
 mod common;
+
+use std::io::Read;
+use std::time::Instant;
 
 use common::*;
 
@@ -10,6 +14,14 @@ const REJECTED: &str = "herald_connections_rejected_total";
 
 fn rejected(h: &Herald, reason: &str) -> f64 {
     metric(h, &format!("{REJECTED}{{reason=\"{reason}\"}}"))
+}
+
+/// The rest of a response whose head `Sse::open` read: its `content-length` body.
+fn body_of(s: &mut Sse) -> String {
+    let len: usize = s.response.header("content-length").unwrap().parse().unwrap();
+    let mut body = vec![0; len];
+    s.stream.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
 }
 
 /// Asserts a 503 in Neurow's SSE error shape with this code, and returns its `retry-after`.
@@ -66,6 +78,56 @@ fn over_max_connections_a_client_gets_503_with_retry_after_and_it_is_counted() {
         )
         .status
             == 404
+    });
+}
+
+#[test]
+fn subscriptions_over_the_rate_get_503_with_retry_after_and_are_counted() {
+    let h = Herald::start_with(&[("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", "5")]);
+    let token = sub_token("test_issuer1", "storm");
+    let started = Instant::now();
+    let (mut open, mut refused) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let s = h.subscribe(&token, "");
+        match s.response.status {
+            200 => open.push(s),
+            _ => refused.push(s),
+        }
+    }
+    let elapsed = started.elapsed();
+    // A burst of one second's worth, then 5 a second.
+    let most = 5 + (elapsed.as_secs_f64() * 5.0).ceil() as usize;
+    assert!(
+        (5..=most).contains(&open.len()),
+        "{} admitted in {elapsed:?}",
+        open.len()
+    );
+    let mut retry_afters = Vec::new();
+    for s in &mut refused {
+        let body = body_of(s);
+        let r = Response {
+            status: s.response.status,
+            head: s.response.head.clone(),
+            body: body.into_bytes(),
+        };
+        retry_afters.push(assert_unavailable(&r, "subscription_rate_exceeded"));
+    }
+    // Refused clients are told to come back at the rate the node admits, not all at once.
+    assert!(retry_afters.windows(2).all(|w| w[0] <= w[1]), "{retry_afters:?}");
+    assert!(*retry_afters.last().unwrap() >= 2, "{retry_afters:?}");
+    assert_eq!(rejected(&h, "subscription_rate"), refused.len() as f64);
+    assert_eq!(rejected(&h, "max_connections"), 0.0);
+    // The streams admitted are real ones.
+    h.publish_ok(
+        "test_issuer1",
+        r#"{"topic":"storm","message":{"event":"e","payload":"p","timestamp":7}}"#,
+    );
+    for s in &mut open {
+        assert_eq!(s.next_message(), event(7, "e", "p"));
+    }
+    // Refusals use nothing up: once the bucket refills, subscriptions are admitted again.
+    eventually("an admitted subscription", || {
+        h.subscribe(&token, "").response.status == 200
     });
 }
 
