@@ -29,6 +29,9 @@ pub struct Setting {
 /// The default `PUBLIC_API_ALLOWED_ORIGINS`: local development origins on any port.
 pub const DEFAULT_ALLOWED_ORIGINS: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
 
+/// The longest default `SHUTDOWN_RECONNECT_WINDOW`, in milliseconds.
+const DEFAULT_RECONNECT_WINDOW_MS: u64 = 5_000;
+
 /// Every setting Herald reads, in the order `--help` shows them.
 pub const SETTINGS: &[Setting] = &[
     Setting {
@@ -149,7 +152,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "SHUTDOWN_DRAIN_TIMEOUT",
         default: "10000",
-        help: "Milliseconds Herald waits for streams to end after SIGTERM before it exits.",
+        help: "Milliseconds Herald waits for streams to end after SIGTERM before it exits, counted from the signal.",
+    },
+    Setting {
+        name: "SHUTDOWN_RECONNECT_WINDOW",
+        default: "5000",
+        help: "Milliseconds over which shutdown spreads the event: reconnect of the open streams, so clients do not all come back at once. 0 tells them all at once. Must be less than SHUTDOWN_DRAIN_TIMEOUT; unset, it is half of it, at most 5000.",
     },
     Setting {
         name: "JWT_CONFIG",
@@ -219,8 +227,11 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Frames one subscription may have queued before it is ended as too slow.
     pub outbox_capacity: usize,
-    /// How long shutdown waits for streams to end.
+    /// How long shutdown waits for streams to end, from the signal.
     pub shutdown_drain_timeout: Duration,
+    /// How long shutdown takes to tell every stream to reconnect; less than the drain timeout
+    /// unless both are zero.
+    pub shutdown_reconnect_window: Duration,
     /// Reported by `/ping`.
     pub revision: Option<String>,
     /// Neurow variables that were set but mean nothing to Herald; logged at start.
@@ -552,7 +563,30 @@ impl Config {
         };
 
         let outbox_capacity = r.integer("SUBSCRIPTION_OUTBOX_CAPACITY", 1024, 1, 1 << 20) as usize;
-        let shutdown_drain_timeout = Duration::from_millis(r.integer("SHUTDOWN_DRAIN_TIMEOUT", 10_000, 0, 3_600_000));
+        let errors_before_drain = r.errors.len();
+        let drain_ms = r.integer("SHUTDOWN_DRAIN_TIMEOUT", 10_000, 0, 3_600_000);
+        let drain_is_valid = r.errors.len() == errors_before_drain;
+        let window_ms = match r.raw("SHUTDOWN_RECONNECT_WINDOW") {
+            // Half the drain leaves the other half for the last streams' final writes.
+            None => (drain_ms / 2).min(DEFAULT_RECONNECT_WINDOW_MS),
+            Some(value) => {
+                let window_ms = r.integer("SHUTDOWN_RECONNECT_WINDOW", 0, 0, 3_600_000);
+                if drain_is_valid && window_ms > 0 && window_ms >= drain_ms {
+                    r.fail(
+                        "SHUTDOWN_RECONNECT_WINDOW",
+                        &value,
+                        format!(
+                            "must be less than SHUTDOWN_DRAIN_TIMEOUT ({drain_ms}), which bounds the whole \
+                             shutdown and must leave time for the last streams to end; shorten the window \
+                             or raise SHUTDOWN_DRAIN_TIMEOUT"
+                        ),
+                    );
+                }
+                window_ms
+            }
+        };
+        let shutdown_drain_timeout = Duration::from_millis(drain_ms);
+        let shutdown_reconnect_window = Duration::from_millis(window_ms);
         let revision = r
             .raw("GIT_COMMIT_SHA1")
             .or_else(|| option_env!("GIT_COMMIT_SHA1").map(str::to_owned))
@@ -580,6 +614,7 @@ impl Config {
             },
             outbox_capacity,
             shutdown_drain_timeout,
+            shutdown_reconnect_window,
             revision,
             ignored_variables,
         })
@@ -637,6 +672,8 @@ mod tests {
         assert_eq!(c.public_api.context_path, "");
         assert_eq!(c.public_api.max_connections, None);
         assert_eq!(c.public_api.max_subscriptions_per_second, None);
+        assert_eq!(c.shutdown_drain_timeout, Duration::from_millis(10_000));
+        assert_eq!(c.shutdown_reconnect_window, Duration::from_millis(5_000));
         assert_eq!(c.public_api.preflight_max_age_s, 86400);
         assert_eq!(c.public_api.max_header_value_length, 8192);
         assert_eq!(c.sse.timeout, Duration::from_millis(900_000));
@@ -701,6 +738,46 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_reconnect_window_defaults_to_half_the_drain_at_most_five_seconds() {
+        let window = |vars: &[(&str, &str)]| parse(vars).unwrap().shutdown_reconnect_window.as_millis();
+        assert_eq!(window(&[("SHUTDOWN_DRAIN_TIMEOUT", "1000")]), 500);
+        assert_eq!(window(&[("SHUTDOWN_DRAIN_TIMEOUT", "60000")]), 5000);
+        assert_eq!(window(&[("SHUTDOWN_DRAIN_TIMEOUT", "0")]), 0);
+        assert_eq!(
+            window(&[
+                ("SHUTDOWN_DRAIN_TIMEOUT", "60000"),
+                ("SHUTDOWN_RECONNECT_WINDOW", "30000")
+            ]),
+            30000
+        );
+        assert_eq!(
+            window(&[("SHUTDOWN_DRAIN_TIMEOUT", "0"), ("SHUTDOWN_RECONNECT_WINDOW", "0")]),
+            0
+        );
+    }
+
+    #[test]
+    fn a_reconnect_window_not_shorter_than_the_drain_names_both_variables() {
+        let err = parse(&[("SHUTDOWN_RECONNECT_WINDOW", "10000")]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].name, "SHUTDOWN_RECONNECT_WINDOW");
+        assert_eq!(err.0[0].value, "10000");
+        assert!(
+            err.0[0].reason.contains("less than SHUTDOWN_DRAIN_TIMEOUT (10000)"),
+            "{}",
+            err.0[0].reason
+        );
+        // An invalid drain timeout is reported alone, not compared against.
+        let err = parse(&[
+            ("SHUTDOWN_DRAIN_TIMEOUT", "soon"),
+            ("SHUTDOWN_RECONNECT_WINDOW", "20000"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|e| e.name).collect();
+        assert_eq!(names, ["SHUTDOWN_DRAIN_TIMEOUT"]);
     }
 
     #[test]
