@@ -29,6 +29,9 @@ pub struct Setting {
 /// The default `PUBLIC_API_ALLOWED_ORIGINS`: local development origins on any port.
 pub const DEFAULT_ALLOWED_ORIGINS: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
 
+/// The longest default `SHUTDOWN_RECONNECT_WINDOW`, in milliseconds.
+const DEFAULT_RECONNECT_WINDOW_MS: u64 = 5_000;
+
 /// Every setting Herald reads, in the order `--help` shows them.
 pub const SETTINGS: &[Setting] = &[
     Setting {
@@ -65,6 +68,11 @@ pub const SETTINGS: &[Setting] = &[
         name: "PUBLIC_API_MAX_CONNECTIONS",
         default: "infinity",
         help: "Most connections the public API holds at once; over it a request gets 503 with retry-after.",
+    },
+    Setting {
+        name: "PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND",
+        default: "infinity",
+        help: "New subscriptions a node accepts per second, with a burst of one second's worth, to blunt reconnection storms; over it 503 with a retry-after that spreads the retries.",
     },
     Setting {
         name: "PUBLIC_API_ALLOWED_ORIGINS",
@@ -144,7 +152,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "SHUTDOWN_DRAIN_TIMEOUT",
         default: "10000",
-        help: "Milliseconds Herald waits for streams to end after SIGTERM before it exits.",
+        help: "Milliseconds Herald waits for streams to end after SIGTERM before it exits, counted from the signal.",
+    },
+    Setting {
+        name: "SHUTDOWN_RECONNECT_WINDOW",
+        default: "5000",
+        help: "Milliseconds over which shutdown spreads the event: reconnect of the open streams, so clients do not all come back at once. 0 tells them all at once. Must be less than SHUTDOWN_DRAIN_TIMEOUT; unset, it is half of it, at most 5000.",
     },
     Setting {
         name: "JWT_CONFIG",
@@ -214,8 +227,11 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Frames one subscription may have queued before it is ended as too slow.
     pub outbox_capacity: usize,
-    /// How long shutdown waits for streams to end.
+    /// How long shutdown waits for streams to end, from the signal.
     pub shutdown_drain_timeout: Duration,
+    /// How long shutdown takes to tell every stream to reconnect; less than the drain timeout
+    /// unless both are zero.
+    pub shutdown_reconnect_window: Duration,
     /// Reported by `/ping`.
     pub revision: Option<String>,
     /// Neurow variables that were set but mean nothing to Herald; logged at start.
@@ -266,6 +282,8 @@ pub struct PublicApiConfig {
     pub jwt_max_lifetime_s: u64,
     /// Cap on concurrent connections; `None` is unlimited.
     pub max_connections: Option<usize>,
+    /// New subscriptions admitted per second; `None` is unlimited.
+    pub max_subscriptions_per_second: Option<u32>,
     /// CORS origins allowed by a preflight; anchored.
     pub allowed_origins: Regex,
     /// `access-control-max-age`, seconds.
@@ -464,6 +482,16 @@ impl Config {
                     _ => Err("expected infinity or a whole number above 0".to_owned()),
                 }
             }),
+            max_subscriptions_per_second: r.parse("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", None, |s| {
+                let max = crate::api::public::admission::MAX_RATE;
+                if s.eq_ignore_ascii_case("infinity") {
+                    return Ok(None);
+                }
+                match s.parse::<u32>() {
+                    Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+                    _ => Err(format!("expected infinity or a whole number from 1 to {max}")),
+                }
+            }),
             allowed_origins,
             preflight_max_age_s: r.integer("PREFLIGHT_MAX_AGE", 86400, 0, u64::from(u32::MAX)),
             max_header_value_length: r.integer("MAX_HEADER_VALUE_LENGTH", 8192, 64, 1 << 20) as usize,
@@ -535,7 +563,30 @@ impl Config {
         };
 
         let outbox_capacity = r.integer("SUBSCRIPTION_OUTBOX_CAPACITY", 1024, 1, 1 << 20) as usize;
-        let shutdown_drain_timeout = Duration::from_millis(r.integer("SHUTDOWN_DRAIN_TIMEOUT", 10_000, 0, 3_600_000));
+        let errors_before_drain = r.errors.len();
+        let drain_ms = r.integer("SHUTDOWN_DRAIN_TIMEOUT", 10_000, 0, 3_600_000);
+        let drain_is_valid = r.errors.len() == errors_before_drain;
+        let window_ms = match r.raw("SHUTDOWN_RECONNECT_WINDOW") {
+            // Half the drain leaves the other half for the last streams' final writes.
+            None => (drain_ms / 2).min(DEFAULT_RECONNECT_WINDOW_MS),
+            Some(value) => {
+                let window_ms = r.integer("SHUTDOWN_RECONNECT_WINDOW", 0, 0, 3_600_000);
+                if drain_is_valid && window_ms > 0 && window_ms >= drain_ms {
+                    r.fail(
+                        "SHUTDOWN_RECONNECT_WINDOW",
+                        &value,
+                        format!(
+                            "must be less than SHUTDOWN_DRAIN_TIMEOUT ({drain_ms}), which bounds the whole \
+                             shutdown and must leave time for the last streams to end; shorten the window \
+                             or raise SHUTDOWN_DRAIN_TIMEOUT"
+                        ),
+                    );
+                }
+                window_ms
+            }
+        };
+        let shutdown_drain_timeout = Duration::from_millis(drain_ms);
+        let shutdown_reconnect_window = Duration::from_millis(window_ms);
         let revision = r
             .raw("GIT_COMMIT_SHA1")
             .or_else(|| option_env!("GIT_COMMIT_SHA1").map(str::to_owned))
@@ -563,6 +614,7 @@ impl Config {
             },
             outbox_capacity,
             shutdown_drain_timeout,
+            shutdown_reconnect_window,
             revision,
             ignored_variables,
         })
@@ -619,6 +671,9 @@ mod tests {
         assert_eq!(c.internal_api.jwt_max_lifetime_s, 1500);
         assert_eq!(c.public_api.context_path, "");
         assert_eq!(c.public_api.max_connections, None);
+        assert_eq!(c.public_api.max_subscriptions_per_second, None);
+        assert_eq!(c.shutdown_drain_timeout, Duration::from_millis(10_000));
+        assert_eq!(c.shutdown_reconnect_window, Duration::from_millis(5_000));
         assert_eq!(c.public_api.preflight_max_age_s, 86400);
         assert_eq!(c.public_api.max_header_value_length, 8192);
         assert_eq!(c.sse.timeout, Duration::from_millis(900_000));
@@ -668,6 +723,61 @@ mod tests {
             text.contains("PUBLIC_API_PORT=\"eighty\": expected a whole number from 0 to 65535"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_subscription_rate_is_infinity_or_a_positive_number() {
+        let c = parse(&[("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", " 500 ")]).unwrap();
+        assert_eq!(c.public_api.max_subscriptions_per_second, Some(500));
+        let c = parse(&[("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", "Infinity")]).unwrap();
+        assert_eq!(c.public_api.max_subscriptions_per_second, None);
+        for bad in ["0", "-1", "2000000", "fast", ""] {
+            let err = parse(&[("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", bad)]).unwrap_err();
+            assert_eq!(
+                err.0[0].reason, "expected infinity or a whole number from 1 to 1000000",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_reconnect_window_defaults_to_half_the_drain_at_most_five_seconds() {
+        let window = |vars: &[(&str, &str)]| parse(vars).unwrap().shutdown_reconnect_window.as_millis();
+        assert_eq!(window(&[("SHUTDOWN_DRAIN_TIMEOUT", "1000")]), 500);
+        assert_eq!(window(&[("SHUTDOWN_DRAIN_TIMEOUT", "60000")]), 5000);
+        assert_eq!(window(&[("SHUTDOWN_DRAIN_TIMEOUT", "0")]), 0);
+        assert_eq!(
+            window(&[
+                ("SHUTDOWN_DRAIN_TIMEOUT", "60000"),
+                ("SHUTDOWN_RECONNECT_WINDOW", "30000")
+            ]),
+            30000
+        );
+        assert_eq!(
+            window(&[("SHUTDOWN_DRAIN_TIMEOUT", "0"), ("SHUTDOWN_RECONNECT_WINDOW", "0")]),
+            0
+        );
+    }
+
+    #[test]
+    fn a_reconnect_window_not_shorter_than_the_drain_names_both_variables() {
+        let err = parse(&[("SHUTDOWN_RECONNECT_WINDOW", "10000")]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].name, "SHUTDOWN_RECONNECT_WINDOW");
+        assert_eq!(err.0[0].value, "10000");
+        assert!(
+            err.0[0].reason.contains("less than SHUTDOWN_DRAIN_TIMEOUT (10000)"),
+            "{}",
+            err.0[0].reason
+        );
+        // An invalid drain timeout is reported alone, not compared against.
+        let err = parse(&[
+            ("SHUTDOWN_DRAIN_TIMEOUT", "soon"),
+            ("SHUTDOWN_RECONNECT_WINDOW", "20000"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|e| e.name).collect();
+        assert_eq!(names, ["SHUTDOWN_DRAIN_TIMEOUT"]);
     }
 
     #[test]

@@ -20,9 +20,9 @@ use crate::hub::outbox::CloseReason;
 use crate::hub::{Hub, HubSettings};
 use crate::observe::metrics::Metrics;
 
-/// Streams told to reconnect per round at shutdown; rounds are 10 ms apart so a node with many
-/// streams does not send every client back in the same instant.
-const SHUTDOWN_ROUND: usize = 2_000;
+/// While draining, how often streams that registered after shutdown began (their subscription
+/// raced the stop) are looked for and told to reconnect.
+const LATE_STREAM_CHECK: Duration = Duration::from_millis(100);
 
 /// Why the node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +133,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
                 max_header_value_length: config.public_api.max_header_value_length,
             },
             max_connections: config.public_api.max_connections,
+            max_subscriptions_per_second: config.public_api.max_subscriptions_per_second,
             verbose_errors: config.auth.verbose_errors,
             outbox_capacity: config.outbox_capacity,
             sse_timeout: config.sse.timeout,
@@ -185,17 +186,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
 
     let signal = shutdown.await;
     let started = tokio::time::Instant::now();
+    let deadline = started + config.shutdown_drain_timeout;
     let streams = liveness.len();
-    tracing::info!(signal, streams, "shutting down: telling every stream to reconnect");
+    let window_ms = config.shutdown_reconnect_window.as_millis() as u64;
+    tracing::info!(
+        signal,
+        streams,
+        window_ms,
+        "shutting down: telling every stream to reconnect"
+    );
     metrics.set_stopping();
     let _ = stop_tx.send(true);
     let _ = public_task.await;
     public.begin_shutdown();
-    while liveness.close_some(CloseReason::Shutdown, SHUTDOWN_ROUND) == SHUTDOWN_ROUND {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let deadline = tokio::time::Instant::now() + config.shutdown_drain_timeout;
-    if tokio::time::timeout_at(deadline, public.drained()).await.is_err() {
+    // Bounded by the window, which the configuration keeps shorter than the drain timeout.
+    crate::shutdown::tell_streams_to_reconnect(&liveness, config.shutdown_reconnect_window).await;
+    let drain = async {
+        while tokio::time::timeout(LATE_STREAM_CHECK, public.drained()).await.is_err() {
+            liveness.close_some(CloseReason::Shutdown, usize::MAX);
+        }
+    };
+    if tokio::time::timeout_at(deadline, drain).await.is_err() {
         tracing::warn!(
             open = public.open_connections(),
             "drain timeout (SHUTDOWN_DRAIN_TIMEOUT) reached; closing the remaining connections"

@@ -176,7 +176,7 @@ fn wrong_content_types_are_400_and_large_bodies_413() {
     assert_eq!((r.status, error_code(&r)), (413, "payload_too_large".into()));
     assert_eq!(h.get_internal("/history/test_issuer1-t").json(), serde_json::json!([]));
     assert_eq!(
-        metric(&h, r#"herald_requests_rejected_total{reason="body_too_large"}"#),
+        metric(&h, r#"herald_publish_rejected_total{reason="body_too_large"}"#),
         2.0
     );
 }

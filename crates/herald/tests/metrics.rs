@@ -108,7 +108,7 @@ fn every_metric_of_neurow_and_herald_has_its_name_type_and_labels() {
         ("herald_messages_accepted_total", "counter", &[]),
         ("herald_subscriptions_closed_total", "counter", &["reason"]),
         ("herald_connections_rejected_total", "counter", &["reason"]),
-        ("herald_requests_rejected_total", "counter", &["reason"]),
+        ("herald_publish_rejected_total", "counter", &["reason"]),
         ("herald_allocated_bytes", "gauge", &[]),
         ("herald_allocator_resident_bytes", "gauge", &[]),
         // The process, in Prometheus's standard names.

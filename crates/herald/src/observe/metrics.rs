@@ -42,6 +42,19 @@ impl Interface {
     }
 }
 
+/// Why the public API refused a connection (`herald_connections_rejected_total{reason}`): the
+/// connection cap, the subscription rate, shutdown (each a 503), an oversized request head (431).
+pub const CONNECTION_REJECTION_REASONS: [&str; 4] = [
+    "max_connections",
+    "subscription_rate",
+    "shutting_down",
+    "header_too_large",
+];
+
+/// Why a publish was refused by a limit (`herald_publish_rejected_total{reason}`): a body over
+/// `PUBLISH_MAX_BODY_SIZE` (413).
+pub const PUBLISH_REJECTION_REASONS: [&str; 1] = ["body_too_large"];
+
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
@@ -63,7 +76,7 @@ pub struct Metrics {
     accepted: IntCounter,
     subscription_closed: IntCounterVec,
     connections_rejected: IntCounterVec,
-    requests_rejected: IntCounterVec,
+    publish_rejected: IntCounterVec,
     subscription_duration_ms: HistogramVec,
     http_request_duration_ms: HistogramVec,
     http_request_exception_count: IntCounterVec,
@@ -81,9 +94,6 @@ pub struct Metrics {
     /// `http_request_count` of the usual statuses, per interface, found without formatting.
     usual_statuses: Vec<(Interface, u16, IntCounter)>,
 }
-
-/// Why a request may be refused to protect the node (`herald_requests_rejected_total`).
-const REQUEST_REJECTION_REASONS: &[&str] = &["body_too_large"];
 
 /// Statuses whose `http_request_count` series are resolved once, at start.
 const USUAL_STATUSES: [u16; 10] = [200, 204, 400, 401, 403, 404, 413, 431, 500, 503];
@@ -194,13 +204,14 @@ impl Metrics {
             connections_rejected: counter_vec(
                 &r,
                 "herald_connections_rejected_total",
-                "Public API connections refused, by reason",
+                "Public API connections refused with an error response, by reason (max_connections, \
+                 subscription_rate, shutting_down, header_too_large)",
                 &["reason"],
             ),
-            requests_rejected: counter_vec(
+            publish_rejected: counter_vec(
                 &r,
-                "herald_requests_rejected_total",
-                "Requests refused to protect the node, by reason (body_too_large, …)",
+                "herald_publish_rejected_total",
+                "Publish requests refused by a limit, by reason (body_too_large)",
                 &["reason"],
             ),
             subscription_duration_ms: histogram_vec(
@@ -272,9 +283,6 @@ impl Metrics {
                 m.usual_statuses.push((interface, status, counter));
             }
         }
-        for reason in REQUEST_REJECTION_REASONS {
-            m.requests_rejected.with_label_values(&[reason]);
-        }
         #[cfg(target_os = "linux")]
         m.registry
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
@@ -306,8 +314,11 @@ impl Metrics {
         for reason in ["expired", "topic_cap", "byte_cap"] {
             m.history_trimmed.with_label_values(&[reason]);
         }
-        for reason in ["max_connections", "shutting_down"] {
+        for reason in CONNECTION_REJECTION_REASONS {
             m.connections_rejected.with_label_values(&[reason]);
+        }
+        for reason in PUBLISH_REJECTION_REASONS {
+            m.publish_rejected.with_label_values(&[reason]);
         }
         for reason in [
             "slow_consumer",
@@ -387,11 +398,6 @@ impl Metrics {
         }
     }
 
-    /// A request was refused to protect the node, for `reason`.
-    pub fn request_rejected(&self, reason: &str) {
-        self.requests_rejected.with_label_values(&[reason]).inc();
-    }
-
     /// A token was refused on `interface`.
     pub fn jwt_error(&self, interface: Interface) {
         self.jwt_errors.with_label_values(&[interface.jwt_label()]).inc();
@@ -411,9 +417,14 @@ impl Metrics {
             .inc();
     }
 
-    /// A public connection was refused for `reason`.
-    pub fn connection_rejected(&self, reason: &str) {
+    /// A public connection was refused for `reason`, one of [`CONNECTION_REJECTION_REASONS`].
+    pub fn connection_rejected(&self, reason: &'static str) {
         self.connections_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// A publish request was refused by a limit, one of [`PUBLISH_REJECTION_REASONS`].
+    pub fn publish_rejected(&self, reason: &'static str) {
+        self.publish_rejected.with_label_values(&[reason]).inc();
     }
 
     /// Marks the node as shutting down.

@@ -73,7 +73,7 @@ async fn handle(state: &InternalState, parts: &Parts, body: Incoming, peer: Sock
     let body = match read_body(parts, body, state.max_body_size).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
-            state.metrics.request_rejected("body_too_large");
+            state.metrics.publish_rejected("body_too_large");
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -250,7 +250,7 @@ impl PublicApi {
             Err(e) => {
                 let reply = response::head_error(&e);
                 super::log_head_refused(peer, reply.status, &e);
-                self.metrics.early_error(Interface::Public, reply.status);
+                self.count_head_error(&e, reply.status);
                 return self.reply_h2(reply, active, received);
             }
         };
