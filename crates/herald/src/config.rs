@@ -655,6 +655,41 @@ pub fn settings_help() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// The README's configuration table and docs/configuration.md are written by hand: every
+    /// setting must be in both, with its default.
+    #[test]
+    fn every_setting_is_documented() {
+        let readme = include_str!("../../../README.md");
+        let guide = include_str!("../../../docs/configuration.md");
+        for setting in SETTINGS {
+            let row = format!("| `{}` |", setting.name);
+            let line = readme.lines().find(|l| l.starts_with(&row));
+            // A `|` inside a table cell is written `\|`.
+            let line = line
+                .unwrap_or_else(|| panic!("README's table lacks {}", setting.name))
+                .replace("\\|", "|");
+            if !setting.default.is_empty() {
+                // A default in parentheses describes rather than quotes a value.
+                let shown = if setting.default.starts_with('(') {
+                    setting.default.to_owned()
+                } else {
+                    format!("`{}`", setting.default)
+                };
+                assert!(
+                    line.contains(&shown),
+                    "README gives another default for {}: {line}",
+                    setting.name
+                );
+            }
+            assert!(
+                guide.contains(&format!("`{}`", setting.name)),
+                "docs/configuration.md lacks {}",
+                setting.name
+            );
+        }
+    }
+
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
