@@ -161,6 +161,21 @@ macro_rules! request_event {
 }
 pub(crate) use request_event;
 
+/// Logs a refused token at `warning` with `category: security`, by its error code only: never the
+/// token (spec §6: Neurow logged it). `api` names the interface in the message.
+pub fn authentication_refused(log: RequestLog<'_>, api: &str, e: crate::auth::AuthError) {
+    request_event!(
+        ::tracing::Level::WARN,
+        log,
+        category = "security",
+        event.category = "authentication",
+        event.outcome = "failure",
+        error.code = format_args!("jwt_authentication.{}", e.code()),
+        http.response.status_code = e.status(),
+        "{api} authentication refused"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

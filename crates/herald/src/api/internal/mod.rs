@@ -29,7 +29,7 @@ use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::model::Topic;
 use crate::observe::metrics::{Interface, Metrics};
-use crate::observe::request_log::{RequestLog, request_event};
+use crate::observe::request_log::{RequestLog, authentication_refused, request_event};
 
 /// Paths served without a token (prefix match, as Neurow).
 const OPEN_PREFIXES: &[&str] = &[
@@ -140,16 +140,7 @@ async fn authenticate(State(state): State<Arc<InternalState>>, request: Request,
 /// spec §6 says Neurow logged it).
 fn refuse_token(state: &InternalState, e: AuthError, log: RequestLog<'_>) -> Response {
     state.metrics.jwt_error(Interface::Internal);
-    request_event!(
-        Level::WARN,
-        log,
-        category = "security",
-        event.category = "authentication",
-        event.outcome = "failure",
-        error.code = format_args!("jwt_authentication.{}", e.code()),
-        http.response.status_code = e.status(),
-        "internal API authentication refused"
-    );
+    authentication_refused(log, "internal API", e);
     let (code, message) = e.client_view(state.verbose_errors);
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
     error(status, code, message)

@@ -44,7 +44,7 @@ use crate::hub::liveness::Liveness;
 use crate::hub::outbox::Outbox;
 use crate::model::Topic;
 use crate::observe::metrics::{Interface, Metrics};
-use crate::observe::request_log::{RequestLog, request_event};
+use crate::observe::request_log::{RequestLog, authentication_refused, request_event};
 use crate::server::stopped;
 use crate::transport::sse::stream::{self, HeldConnection};
 use admission::{Admission, SubscriptionRate};
@@ -482,16 +482,7 @@ impl PublicApi {
         now_s: u64,
     ) -> Reply {
         self.metrics.jwt_error(Interface::Public);
-        request_event!(
-            Level::WARN,
-            log(),
-            category = "security",
-            event.category = "authentication",
-            event.outcome = "failure",
-            error.code = format_args!("jwt_authentication.{}", e.code()),
-            http.response.status_code = e.status(),
-            "public API authentication refused"
-        );
+        authentication_refused(log(), "public API", e);
         let (code, message) = e.client_view(self.settings.verbose_errors);
         response::sse_error(e.status(), code, message, origin, now_s)
     }
