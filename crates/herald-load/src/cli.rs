@@ -51,11 +51,13 @@ pub struct Common {
     #[arg(long, env = "TARGET", value_enum, default_value_t = TargetKind::Herald)]
     pub target: TargetKind,
     /// Subscribe URL [default: herald http://127.0.0.1:4000/v1/subscribe, nchan
-    /// http://127.0.0.1:4100/sub/ (the channel is appended)].
+    /// http://127.0.0.1:4100/sub/ (the channel is appended)]. Several, comma-separated, for the
+    /// nodes of a cluster: each topic's subscriber goes to one of them.
     #[arg(long, env = "SSE_URL")]
     pub sse_url: Option<String>,
     /// Publish URL [default: herald http://127.0.0.1:3000/v1/publish, nchan
-    /// http://127.0.0.1:3100/pub/].
+    /// http://127.0.0.1:3100/pub/]. Several, comma-separated: publish connections round-robin
+    /// over them.
     #[arg(long, env = "PUBLISH_URL")]
     pub publish_url: Option<String>,
     /// `iss` of subscriber tokens (subscribers receive topic `<iss>-<sub>`).

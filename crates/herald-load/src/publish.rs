@@ -5,6 +5,7 @@
 //! bounds the connections (and so the concurrent requests); the payload is built only once a
 //! connection is in hand, so the send timestamp inside it excludes time spent waiting for the pool.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,8 @@ impl PublishError {
 struct PubConn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Which publish URL it is connected to.
+    url: usize,
 }
 
 /// Outcome of one request/response exchange on a connection.
@@ -65,10 +68,12 @@ struct Exchange {
 }
 
 impl PubConn {
-    async fn open(target: &Target) -> std::io::Result<Self> {
+    /// Connects to the `url`th publish URL of `target`.
+    async fn open(target: &Target, url: usize) -> std::io::Result<Self> {
         Ok(Self {
-            stream: net::connect(target.publish_url.addr, None).await?,
+            stream: net::connect(target.publish_url(url).addr, None).await?,
             buf: Vec::with_capacity(1024),
+            url,
         })
     }
 
@@ -112,6 +117,8 @@ pub struct Publisher {
     target: Arc<Target>,
     tokens: Option<TokenCache>,
     idle: Mutex<Vec<PubConn>>,
+    /// Connections opened so far, to spread them over the publish URLs.
+    opened: AtomicUsize,
     permits: Semaphore,
     timeout: Duration,
 }
@@ -126,9 +133,15 @@ impl Publisher {
             target,
             tokens,
             idle: Mutex::new(Vec::new()),
+            opened: AtomicUsize::new(0),
             permits: Semaphore::new(connections.max(1)),
             timeout,
         }
+    }
+
+    /// A new connection, to the next publish URL in turn.
+    async fn open(&self) -> std::io::Result<PubConn> {
+        PubConn::open(&self.target, self.opened.fetch_add(1, Ordering::Relaxed)).await
     }
 
     /// Publishes one message to `sub`'s topic; `make_payload` runs once a connection is ready.
@@ -143,15 +156,20 @@ impl Publisher {
         let fresh = reused.is_none();
         let mut conn = match reused {
             Some(c) => c,
-            None => PubConn::open(&self.target).await?,
+            None => self.open().await?,
         };
-        let request = self.target.publish_request(sub, &make_payload(), token.as_deref());
+        let request = self.target.publish_request(
+            self.target.publish_url(conn.url),
+            sub,
+            &make_payload(),
+            token.as_deref(),
+        );
         let started = Instant::now();
         let mut result = tokio::time::timeout(self.timeout, conn.exchange(&request)).await;
         // A reused connection may have been closed by the server while idle; that request never
         // reached it, so one retry on a fresh connection cannot duplicate the message.
         if !fresh && matches!(result, Ok(Err(PublishError::Head(HeadError::Closed)))) {
-            conn = PubConn::open(&self.target).await?;
+            conn = self.open().await?;
             result = tokio::time::timeout(self.timeout, conn.exchange(&request)).await;
         }
         let exchange = result.map_err(|_| PublishError::Timeout)??;

@@ -118,7 +118,7 @@ impl SseStream {
         let request = target
             .subscribe_request(sub, last_event_id)
             .map_err(|e| OpenError::Request(e.to_string()))?;
-        let mut stream = net::connect(target.sse_url.addr, src).await?;
+        let mut stream = net::connect(target.sse_url(sub).addr, src).await?;
         stream.write_all(&request).await?;
         let mut buf = Vec::with_capacity(1024);
         let head = head::read(&mut stream, &mut buf).await?;
@@ -285,8 +285,8 @@ mod tests {
         };
         Target {
             kind,
-            sse_url: "http://127.0.0.1:1/".parse().expect("url"),
-            publish_url: "http://127.0.0.1:1/".parse().expect("url"),
+            sse_urls: vec!["http://127.0.0.1:1/".parse().expect("url")],
+            publish_urls: vec!["http://127.0.0.1:1/".parse().expect("url")],
             sse_jwt: jwt.clone(),
             publish_jwt: jwt,
             user_agent: "t".into(),

@@ -104,10 +104,11 @@ impl fmt::Display for HttpUrl {
 pub struct Target {
     /// Wire format.
     pub kind: TargetKind,
-    /// Subscribe URL (Herald: the full route; Nchan: a prefix the channel is appended to).
-    pub sse_url: HttpUrl,
-    /// Publish URL (same convention).
-    pub publish_url: HttpUrl,
+    /// Subscribe URLs, one per node of a cluster (Herald: the full route; Nchan: a prefix the
+    /// channel is appended to). Never empty.
+    pub sse_urls: Vec<HttpUrl>,
+    /// Publish URLs (same convention), one per node. Never empty.
+    pub publish_urls: Vec<HttpUrl>,
     /// Subscriber tokens.
     pub sse_jwt: JwtSettings,
     /// Publisher tokens.
@@ -131,6 +132,20 @@ struct PublishMessage<'a> {
 }
 
 impl Target {
+    /// The subscribe URL of `sub`: its topic's subscribers spread evenly over the nodes, the same
+    /// node each time (FNV-1a of the name: stable across the tool's processes).
+    pub fn sse_url(&self, sub: &str) -> &HttpUrl {
+        let hash = sub.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        &self.sse_urls[(hash % self.sse_urls.len() as u64) as usize]
+    }
+
+    /// The publish URL of the `n`th publish connection: connections round-robin over the nodes.
+    pub fn publish_url(&self, n: usize) -> &HttpUrl {
+        &self.publish_urls[n % self.publish_urls.len()]
+    }
+
     /// The topic a subscriber with `sub` receives: `<iss>-<sub>`.
     pub fn channel(&self, sub: &str) -> String {
         format!("{}-{}", self.sse_jwt.issuer, sub)
@@ -138,7 +153,7 @@ impl Target {
 
     /// The request that opens a subscription, resuming after `last_event_id` if given.
     pub fn subscribe_request(&self, sub: &str, last_event_id: Option<&str>) -> anyhow::Result<Vec<u8>> {
-        let u = &self.sse_url;
+        let u = self.sse_url(sub);
         let mut req = match self.kind {
             TargetKind::Herald => {
                 let token = self.sse_jwt.mint(Some(sub))?;
@@ -170,9 +185,9 @@ impl Target {
         Ok(req.into_bytes())
     }
 
-    /// A keep-alive publish request for one message. `token` is the publisher JWT (Herald only).
-    pub fn publish_request(&self, sub: &str, payload: &str, token: Option<&str>) -> Vec<u8> {
-        let u = &self.publish_url;
+    /// A keep-alive publish request for one message to `u` (one of the publish URLs). `token` is
+    /// the publisher JWT (Herald only).
+    pub fn publish_request(&self, u: &HttpUrl, sub: &str, payload: &str, token: Option<&str>) -> Vec<u8> {
         let (path, content_type, body) = match self.kind {
             TargetKind::Herald => {
                 let body = serde_json::to_string(&PublishBody {
@@ -235,8 +250,8 @@ mod tests {
         };
         Target {
             kind,
-            sse_url: sse.parse().expect("sse url"),
-            publish_url: publish.parse().expect("publish url"),
+            sse_urls: vec![sse.parse().expect("sse url")],
+            publish_urls: vec![publish.parse().expect("publish url")],
             sse_jwt: jwt.clone(),
             publish_jwt: jwt,
             user_agent: "herald-load".into(),
@@ -266,7 +281,7 @@ mod tests {
         assert!(sub.starts_with("GET /sub/test_issuer1-a1 HTTP/1.1\r\n"));
         assert!(sub.contains("Accept: text/event-stream\r\n"));
         assert!(sub.contains("Last-Event-ID: 17:0\r\n"));
-        let publish = String::from_utf8(t.publish_request("a1", "1 2", None)).expect("utf8");
+        let publish = String::from_utf8(t.publish_request(t.publish_url(0), "a1", "1 2", None)).expect("utf8");
         assert!(publish.starts_with("POST /pub/test_issuer1-a1 HTTP/1.1\r\n"));
         assert!(publish.ends_with("\r\n\r\n1 2"));
     }
@@ -278,12 +293,34 @@ mod tests {
             "http://127.0.0.1:4000/v1/subscribe",
             "http://127.0.0.1:3000/v1/publish",
         );
-        let req = String::from_utf8(t.publish_request("a1", "1 2", Some("tok"))).expect("utf8");
+        let req = String::from_utf8(t.publish_request(t.publish_url(0), "a1", "1 2", Some("tok"))).expect("utf8");
         assert!(req.starts_with("POST /v1/publish HTTP/1.1\r\n"));
         assert!(req.contains("Authorization: Bearer tok\r\n"));
         assert!(req.ends_with(r#"{"topic":"a1","message":{"event":"load_test_event","payload":"1 2"}}"#));
         let sub = String::from_utf8(t.subscribe_request("a1", None).expect("req")).expect("utf8");
         assert!(sub.starts_with("GET /v1/subscribe HTTP/1.1\r\n"));
         assert!(sub.contains("Authorization: Bearer ey"));
+    }
+
+    #[test]
+    fn a_cluster_spreads_subscribers_and_publish_connections_over_its_nodes() {
+        let mut t = target(
+            TargetKind::Herald,
+            "http://127.0.0.1:4000/v1/subscribe",
+            "http://127.0.0.1:3000/v1/publish",
+        );
+        t.sse_urls
+            .push("http://127.0.0.1:4001/v1/subscribe".parse().expect("url"));
+        t.publish_urls
+            .push("http://127.0.0.1:3001/v1/publish".parse().expect("url"));
+        let on_first = (0..1000).filter(|i| t.sse_url(&format!("u{i}")).port == 4000).count();
+        assert!((400..600).contains(&on_first), "{on_first} of 1000 on the first node");
+        assert_eq!(t.sse_url("u7").port, t.sse_url("u7").port);
+        assert_eq!(
+            (t.publish_url(0).port, t.publish_url(1).port, t.publish_url(2).port),
+            (3000, 3001, 3000)
+        );
+        let req = String::from_utf8(t.publish_request(t.publish_url(1), "a1", "x", None)).expect("utf8");
+        assert!(req.contains("Host: 127.0.0.1:3001\r\n"));
     }
 }

@@ -113,12 +113,16 @@ async fn start_mock() -> (Arc<Target>, Subscribers) {
     let subs: Subscribers = Arc::default();
     let target = Target {
         kind: TargetKind::Herald,
-        sse_url: format!("http://{}/v1/subscribe", public.local_addr().expect("addr"))
-            .parse()
-            .expect("url"),
-        publish_url: format!("http://{}/v1/publish", internal.local_addr().expect("addr"))
-            .parse()
-            .expect("url"),
+        sse_urls: vec![
+            format!("http://{}/v1/subscribe", public.local_addr().expect("addr"))
+                .parse()
+                .expect("url"),
+        ],
+        publish_urls: vec![
+            format!("http://{}/v1/publish", internal.local_addr().expect("addr"))
+                .parse()
+                .expect("url"),
+        ],
         sse_jwt: JwtSettings {
             issuer: "test_issuer1".into(),
             secret: "s".into(),

@@ -37,6 +37,11 @@ pub struct RunContext {
     pub run_id: String,
 }
 
+/// Comma-separated URLs, one per node of a cluster.
+fn parse_urls(list: &str) -> anyhow::Result<Vec<crate::target::HttpUrl>> {
+    list.split(',').map(|u| u.trim().parse()).collect()
+}
+
 impl RunContext {
     /// Resolves URLs and tokens.
     pub fn new(common: &Common) -> anyhow::Result<Self> {
@@ -48,8 +53,8 @@ impl RunContext {
         let publish_url = common.publish_url.as_deref().unwrap_or(publish_default);
         let target = Target {
             kind: common.target,
-            sse_url: sse_url.parse().context("SSE_URL")?,
-            publish_url: publish_url.parse().context("PUBLISH_URL")?,
+            sse_urls: parse_urls(sse_url).context("SSE_URL")?,
+            publish_urls: parse_urls(publish_url).context("PUBLISH_URL")?,
             sse_jwt: JwtSettings {
                 issuer: common.sse_jwt_issuer.clone(),
                 secret: common.sse_jwt_secret.clone(),
