@@ -12,6 +12,7 @@ use crate::api::internal::{self, InternalState};
 use crate::api::public::request::HeadLimits;
 use crate::api::public::{PublicApi, PublicSettings};
 use crate::auth::{CachingVerifier, Verifier};
+use crate::backplane::{self, Backplane, RedisBackplane};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::history::Retention;
@@ -30,6 +31,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be used.
     #[error("{0}")]
     Tls(#[from] crate::api::public::tls::TlsError),
+    /// The Redis backplane could not be set up.
+    #[error("cannot set up the Redis backplane (REDIS_URL): {0}")]
+    Backplane(#[from] crate::backplane::BackplaneError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} for the {api} ({source}); is the port free? Set {variable} to change it")]
     Bind {
@@ -123,6 +127,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     )
     .await?;
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (backplane, heartbeat) = match &config.cluster {
+        None => (Backplane::Local, None),
+        Some(cluster) => {
+            // Unique per host: two nodes on one machine differ by their internal port.
+            let port = internal_listener
+                .local_addr()
+                .map_or(config.internal_api.port, |a| a.port());
+            let redis = Arc::new(RedisBackplane::new(cluster, format!("{}:{port}", node_name()))?);
+            tracing::info!(
+                node = redis.node_name(),
+                shards = cluster.redis_urls.len(),
+                "joining the cluster over Redis"
+            );
+            let heartbeat = tokio::spawn(backplane::run_heartbeat(redis.clone(), stop_rx.clone()));
+            (Backplane::Redis(redis), Some(heartbeat))
+        }
+    };
+    let node_name = match &backplane {
+        Backplane::Local => node_name(),
+        Backplane::Redis(redis) => redis.node_name().to_owned(),
+    };
+
     let public = Arc::new(PublicApi::new(
         PublicSettings {
             subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
@@ -153,10 +180,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         verbose_errors: config.auth.verbose_errors,
         max_body_size: config.internal_api.publish_max_body_size,
         revision: config.revision.clone(),
-        node_name: node_name(),
+        node_name,
+        backplane,
     });
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let rules = LivenessRules {
         keepalive_ms: config.sse.keepalive.as_millis() as u64,
         timeout_ms: config.sse.timeout.as_millis() as u64,
@@ -202,6 +229,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let _ = internal_stop_tx.send(true);
     let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), internal_task).await;
     timers.abort();
+    if let Some(heartbeat) = heartbeat {
+        // It leaves the node list (bounded by the command timeout) once the stop flag is set.
+        let _ = tokio::time::timeout(backplane::COMMAND_TIMEOUT * 2, heartbeat).await;
+    }
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }

@@ -24,6 +24,7 @@ use serde_json::json;
 use tracing::Level;
 
 use crate::auth::{AuthError, CachingVerifier, bearer_token};
+use crate::backplane::Backplane;
 use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::model::Topic;
@@ -62,6 +63,8 @@ pub struct InternalState {
     pub revision: Option<String>,
     /// This node's name, for `/nodes`.
     pub node_name: String,
+    /// How this node reaches the others (membership for `/nodes`).
+    pub backplane: Backplane,
 }
 
 /// The internal API's router.
@@ -186,11 +189,11 @@ async fn ping(State(state): State<Arc<InternalState>>) -> Response {
 async fn nodes(State(state): State<Arc<InternalState>>) -> Response {
     text(
         StatusCode::OK,
-        format!("Current node: {}\r\nTotal nodes: 1\r\nNodes: []\r\n", state.node_name),
+        state.backplane.nodes(&state.node_name).await.neurow_text(),
     )
 }
 
-async fn cluster_size_above(Path(size): Path<String>) -> Response {
+async fn cluster_size_above(State(state): State<Arc<InternalState>>, Path(size): Path<String>) -> Response {
     let Ok(size) = size.parse::<u64>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -198,7 +201,7 @@ async fn cluster_size_above(Path(size): Path<String>) -> Response {
             "The size must be a whole number",
         );
     };
-    let cluster_size = 1;
+    let cluster_size = state.backplane.nodes(&state.node_name).await.total() as u64;
     let status = if cluster_size >= size {
         StatusCode::OK
     } else {

@@ -1,0 +1,83 @@
+//! Several Herald nodes on one private `redis-server` (issue 6, docs/cluster.md).
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::{RedisServer, start_nodes};
+use common::*;
+
+/// A short heartbeat TTL, so a killed node drops out quickly.
+const FAST_TTL: (&str, &str) = ("CLUSTER_NODE_TTL", "900");
+
+fn total_nodes(h: &Herald) -> Option<usize> {
+    let text = h.get_internal("/nodes").text();
+    text.split("Total nodes: ").nth(1)?.split("\r\n").next()?.parse().ok()
+}
+
+#[test]
+fn nodes_on_one_redis_see_each_other() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 3, &[FAST_TTL]);
+    for h in &nodes {
+        eventually("every node to list three nodes", || total_nodes(h) == Some(3));
+        assert_eq!(h.get_internal("/cluster_size_above/3").status, 200);
+        let above = h.get_internal("/cluster_size_above/4");
+        assert_eq!((above.status, above.text()), (404, "Cluster size: 3\n".to_owned()));
+    }
+    let text = nodes[0].get_internal("/nodes").text();
+    let current = text
+        .strip_prefix("Current node: ")
+        .unwrap()
+        .split("\r\n")
+        .next()
+        .unwrap();
+    assert!(
+        current.starts_with("herald@") && current.ends_with(&format!(":{}", nodes[0].internal.port())),
+        "{text}"
+    );
+    // The others, as Neurow's inspect of node atoms, and not this node.
+    let others = text.split("Nodes: [").nth(1).unwrap();
+    assert_eq!(others.matches(":\"herald@").count(), 2, "{text}");
+    assert!(!others.contains(current), "{text}");
+}
+
+#[test]
+fn a_killed_node_drops_out_when_its_heartbeat_expires() {
+    let redis = RedisServer::start();
+    let mut nodes = start_nodes(&redis.url(), 2, &[FAST_TTL]);
+    eventually("two nodes", || total_nodes(&nodes[0]) == Some(2));
+    nodes[1].kill();
+    // Listed until its last heartbeat expires (at most the TTL), then gone.
+    eventually("the killed node to expire", || total_nodes(&nodes[0]) == Some(1));
+    assert_eq!(nodes[0].get_internal("/cluster_size_above/2").status, 404);
+}
+
+#[test]
+fn a_node_that_stops_cleanly_leaves_at_once() {
+    let redis = RedisServer::start();
+    // A long TTL: only leaving explicitly can make it disappear within the test.
+    let mut nodes = start_nodes(&redis.url(), 2, &[("CLUSTER_NODE_TTL", "600000")]);
+    eventually("two nodes", || total_nodes(&nodes[0]) == Some(2));
+    nodes[1].terminate();
+    nodes[1].wait_exit(DEADLINE);
+    eventually("the stopped node to leave", || total_nodes(&nodes[0]) == Some(1));
+}
+
+#[test]
+fn without_redis_a_node_still_serves_and_counts_itself() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.stop();
+    let nodes = start_nodes(&url, 1, &[FAST_TTL]);
+    let h = &nodes[0];
+    assert_eq!(total_nodes(h), Some(1));
+    assert_eq!(h.get_internal("/cluster_size_above/1").status, 200);
+    assert_eq!(h.get_internal("/ping").status, 200);
+    // Redis comes back: the node announces itself again without a restart.
+    redis.restart();
+    eventually("the heartbeat to land", || {
+        std::thread::sleep(Duration::from_millis(50));
+        h.logs().iter().any(|l| l.contains("cluster heartbeat restored"))
+    });
+}
