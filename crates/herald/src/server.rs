@@ -135,7 +135,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
             let port = internal_listener
                 .local_addr()
                 .map_or(config.internal_api.port, |a| a.port());
-            let redis = Arc::new(RedisBackplane::new(cluster, format!("{}:{port}", node_name()))?);
+            let redis = Arc::new(RedisBackplane::new(
+                cluster,
+                format!("{}:{port}", node_name()),
+                retention,
+            )?);
             tracing::info!(
                 node = redis.node_name(),
                 shards = cluster.redis_urls.len(),

@@ -81,3 +81,100 @@ fn without_redis_a_node_still_serves_and_counts_itself() {
         h.logs().iter().any(|l| l.contains("cluster heartbeat restored"))
     });
 }
+
+fn history_ids(h: &Herald, topic: &str) -> Vec<u64> {
+    let r = h.get_internal(&format!("/history/{topic}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["timestamp"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn publishes_on_any_node_share_one_history_with_increasing_ids() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    let body = r#"{"topic":"t","messages":[{"event":"e","payload":"1"},{"event":"e","payload":"2"}]}"#;
+    nodes[0].publish_ok("test_issuer1", body);
+    nodes[1].publish_ok("test_issuer1", body);
+    nodes[0].publish_ok("test_issuer1", body);
+    let ids = history_ids(&nodes[1], "test_issuer1-t");
+    assert_eq!(ids.len(), 6);
+    // Server ids are unique and increasing per topic across nodes, and still read as ms.
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(ids[0] > 1_600_000_000_000, "{ids:?}");
+    assert_eq!(history_ids(&nodes[0], "test_issuer1-t"), ids);
+    let payloads: Vec<String> = nodes[0]
+        .get_internal("/history/test_issuer1-t")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(payloads, ["1", "2", "1", "2", "1", "2"]);
+}
+
+#[test]
+fn publisher_timestamps_are_the_ids_and_equal_ids_replay_in_publish_order() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    nodes[0].publish_ok(
+        "test_issuer1",
+        r#"{"topic":"t","messages":[{"event":"e","payload":"a","timestamp":200},{"event":"e","payload":"b","timestamp":200}]}"#,
+    );
+    nodes[1].publish_ok(
+        "test_issuer1",
+        r#"{"topic":"t","messages":[{"event":"e","payload":"c","timestamp":100},{"event":"e","payload":"d","timestamp":9007199254740991}]}"#,
+    );
+    // The next server id is above 2^53, where Lua's doubles would round: the script adds in decimal.
+    nodes[0].publish_ok("test_issuer1", r#"{"topic":"t","message":{"event":"e","payload":"s"}}"#);
+    let history = nodes[1].get_internal("/history/test_issuer1-t").json();
+    let got: Vec<(u64, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["timestamp"].as_u64().unwrap(), m["payload"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (100, "c"),
+            (200, "a"),
+            (200, "b"),
+            (9_007_199_254_740_991, "d"),
+            (9_007_199_254_740_992, "s")
+        ]
+    );
+}
+
+#[test]
+fn with_redis_down_a_publish_is_a_quick_503() {
+    let mut redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 1, &[]);
+    nodes[0].publish_ok("test_issuer1", r#"{"topic":"t","message":{"event":"e","payload":"x"}}"#);
+    redis.stop();
+    let started = std::time::Instant::now();
+    let r = nodes[0].publish(
+        &pub_token("test_issuer1"),
+        r#"{"topic":"t","message":{"event":"e","payload":"y"}}"#,
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["errors"][0]["error_code"], "backplane_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(nodes[0].get_internal("/history/test_issuer1-t").status, 503);
+    // Redis back (empty: no persistence): publishes work again without restarting the node.
+    redis.restart();
+    eventually("publishes to work again", || {
+        nodes[0]
+            .publish(
+                &pub_token("test_issuer1"),
+                r#"{"topic":"t","message":{"event":"e","payload":"z"}}"#,
+            )
+            .status
+            == 200
+    });
+}

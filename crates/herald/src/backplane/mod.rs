@@ -14,7 +14,9 @@ pub mod membership;
 mod redis;
 
 pub use self::redis::run_heartbeat;
+pub mod scripts;
 pub mod shard;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +46,17 @@ pub enum BackplaneError {
     /// Redis answered with an error, or the connection failed.
     #[error("Redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// Redis answered something Herald's scripts never return (another writer, or a bug).
+    #[error("unexpected answer from Redis: {0}")]
+    Unexpected(&'static str),
+}
+
+/// Messages in replay order: by event id, equal ids in stream (publish) order, as a single node's
+/// history replays them.
+pub fn replay_order(mut messages: Vec<crate::model::Message>) -> Vec<crate::model::Message> {
+    // Stable: equal ids keep their stream order.
+    messages.sort_by_key(|m| m.id);
+    messages
 }
 
 impl Backplane {

@@ -9,15 +9,22 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, Script};
+use ::redis::{Client, Script, Value};
 use tokio::sync::watch;
 
 use super::membership::{HEARTBEAT_SCRIPT, LIVE_SCRIPT, NODES_KEY};
+use super::scripts::{self, LAST_ID_MIN_TTL_MS};
+use super::shard::shard_of;
+use super::wire::{Carried, StreamId};
 use super::{BackplaneError, COMMAND_TIMEOUT};
 use crate::config::ClusterConfig;
+use crate::history::Retention;
+use crate::model::{EventId, Message, NewMessage, Topic};
 
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(HEARTBEAT_SCRIPT));
 static LIVE: LazyLock<Script> = LazyLock::new(|| Script::new(LIVE_SCRIPT));
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::PUBLISH));
+static HISTORY: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::HISTORY));
 
 /// Reconnection of a command connection: a few quick tries inside one command, then the command
 /// fails (the caller answers 503) and the next command tries again.
@@ -34,11 +41,17 @@ pub struct RedisBackplane {
     node_name: String,
     /// How long a heartbeat keeps this node listed.
     node_ttl: Duration,
+    /// Retention of the shared history (the same settings as a single node's).
+    retention: Retention,
 }
 
 impl RedisBackplane {
     /// Prepares the connections without making them (so start-up does not depend on Redis).
-    pub fn new(config: &ClusterConfig, node_name: String) -> Result<RedisBackplane, BackplaneError> {
+    pub fn new(
+        config: &ClusterConfig,
+        node_name: String,
+        retention: Retention,
+    ) -> Result<RedisBackplane, BackplaneError> {
         let manager_config = ConnectionManagerConfig::new()
             .set_number_of_retries(RECONNECT_TRIES)
             .set_min_delay(RECONNECT_MIN_DELAY)
@@ -57,7 +70,60 @@ impl RedisBackplane {
             servers,
             node_name,
             node_ttl: config.node_ttl,
+            retention,
         })
+    }
+
+    /// The connection to the server that holds `topic`.
+    fn server_for(&self, topic: &Topic) -> ConnectionManager {
+        self.servers[shard_of(topic.as_str(), self.servers.len())].clone()
+    }
+
+    /// Accepts `messages` on `topic` for the whole cluster, in one script run: assigns their ids,
+    /// appends them to the shared history and publishes them on the topic's channel. Returns the
+    /// ids. On an error nothing of this call may be assumed either way (a timeout can hide a
+    /// success), but nothing is ever half-applied: the script is atomic.
+    pub async fn publish(&self, topic: &Topic, messages: &[NewMessage]) -> Result<Vec<EventId>, BackplaneError> {
+        let t = topic.as_str();
+        let (cap, ttl_ms) = if self.retention.enabled() {
+            (self.retention.max_messages_per_topic as u64, self.retention.ttl_ms)
+        } else {
+            (0, 0)
+        };
+        let mut invocation = PUBLISH.prepare_invoke();
+        invocation
+            .key(scripts::stream_key(t))
+            .key(scripts::last_id_key(t))
+            .arg(scripts::channel(t))
+            .arg(cap)
+            .arg(ttl_ms)
+            .arg(ttl_ms.max(LAST_ID_MIN_TTL_MS));
+        for m in messages {
+            let timestamp = m.timestamp.map(|ts| ts.to_string()).unwrap_or_default();
+            invocation.arg(&m.event[..]).arg(&m.payload[..]).arg(timestamp);
+        }
+        let mut conn = self.server_for(topic);
+        let ids: Vec<String> = bounded(invocation.invoke_async(&mut conn)).await?;
+        ids.iter()
+            .map(|id| id.parse().map(EventId))
+            .collect::<Result<_, _>>()
+            .map_err(|_| BackplaneError::Unexpected("the publish script returned an id that is not a u64"))
+    }
+
+    /// The retained messages of `topic` from the shared history, oldest first (stream order).
+    pub async fn history(&self, topic: &Topic) -> Result<Vec<Carried>, BackplaneError> {
+        if !self.retention.enabled() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.server_for(topic);
+        let reply: Value = bounded(
+            HISTORY
+                .key(scripts::stream_key(topic.as_str()))
+                .arg(self.retention.ttl_ms)
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        entries(reply).ok_or(BackplaneError::Unexpected("XRANGE answered in an unexpected shape"))
     }
 
     /// This node's name.
@@ -105,6 +171,49 @@ impl RedisBackplane {
     }
 }
 
+/// Stream entries as XRANGE returns them: `[[id, [field, value, ...]], ...]`, with the fields the
+/// publish script writes. `None` when the shape or a field is not what the script writes.
+fn entries(reply: Value) -> Option<Vec<Carried>> {
+    let Value::Array(entries) = reply else {
+        return None;
+    };
+    entries
+        .into_iter()
+        .map(|entry| {
+            let Value::Array(mut parts) = entry else { return None };
+            let fields = match parts.pop()? {
+                Value::Array(fields) => fields,
+                _ => return None,
+            };
+            let stream_id = match parts.pop()? {
+                Value::BulkString(id) => StreamId::parse(&id)?,
+                Value::SimpleString(id) => StreamId::parse(id.as_bytes())?,
+                _ => return None,
+            };
+            let (mut id, mut at, mut event, mut payload) = (None, None, None, None);
+            let mut fields = fields.into_iter();
+            while let (Some(Value::BulkString(name)), Some(Value::BulkString(value))) = (fields.next(), fields.next()) {
+                match &name[..] {
+                    b"id" => id = std::str::from_utf8(&value).ok()?.parse::<u64>().ok(),
+                    b"at" => at = std::str::from_utf8(&value).ok()?.parse::<u64>().ok(),
+                    b"e" => event = Some(bytes::Bytes::from(value)),
+                    b"p" => payload = Some(bytes::Bytes::from(value)),
+                    _ => {}
+                }
+            }
+            Some(Carried {
+                stream_id,
+                message: Message {
+                    id: EventId(id?),
+                    event: event?,
+                    payload: payload?,
+                    accepted_ms: at?,
+                },
+            })
+        })
+        .collect()
+}
+
 /// Runs `command` for at most [`COMMAND_TIMEOUT`].
 async fn bounded<T>(command: impl Future<Output = ::redis::RedisResult<T>>) -> Result<T, BackplaneError> {
     match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
@@ -138,5 +247,43 @@ pub async fn run_heartbeat(backplane: std::sync::Arc<RedisBackplane>, mut stop: 
     }
     if let Err(e) = backplane.leave().await {
         tracing::warn!(error = %e, "could not leave the cluster's node list; it expires by itself");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn stream_entries_decode_and_bad_shapes_are_refused() {
+        let entry = |sid: &str, id: &str| {
+            Value::Array(vec![
+                bulk(sid),
+                Value::Array(vec![
+                    bulk("id"),
+                    bulk(id),
+                    bulk("at"),
+                    bulk("17"),
+                    bulk("e"),
+                    bulk("ev"),
+                    bulk("p"),
+                    bulk("a\nb"),
+                ]),
+            ])
+        };
+        let got = entries(Value::Array(vec![entry("17-0", "5"), entry("17-1", "3")])).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].stream_id, StreamId { ms: 17, seq: 1 });
+        assert_eq!(got[1].message.id, EventId(3));
+        assert_eq!(&got[0].message.payload[..], b"a\nb");
+        assert_eq!(got[0].message.accepted_ms, 17);
+        assert!(entries(Value::Array(vec![entry("17-0", "x")])).is_none());
+        assert!(entries(Value::Array(vec![bulk("17-0")])).is_none());
+        assert!(entries(Value::Nil).is_none());
+        assert_eq!(entries(Value::Array(vec![])).unwrap(), []);
     }
 }

@@ -211,9 +211,22 @@ async fn cluster_size_above(State(state): State<Arc<InternalState>>, Path(size):
 }
 
 async fn history(State(state): State<Arc<InternalState>>, Path(topic): Path<String>) -> Response {
-    let messages: Vec<_> = state
-        .hub
-        .history(&Topic::from_full_name(&topic))
+    let topic = Topic::from_full_name(&topic);
+    let retained = match &state.backplane {
+        Backplane::Local => state.hub.history(&topic),
+        Backplane::Redis(redis) => match redis.history(&topic).await {
+            Ok(carried) => crate::backplane::replay_order(carried.into_iter().map(|c| c.message).collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, "history refused: Redis unavailable");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "backplane_unavailable",
+                    "The cluster's Redis is unavailable; retry later",
+                );
+            }
+        },
+    };
+    let messages: Vec<_> = retained
         .into_iter()
         .map(|m| {
             json!({
