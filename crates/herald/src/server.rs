@@ -146,6 +146,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
                 "joining the cluster over Redis"
             );
             let heartbeat = tokio::spawn(backplane::run_heartbeat(redis.clone(), stop_rx.clone()));
+            redis.listen(&hub, &stop_rx);
             (Backplane::Redis(redis), Some(heartbeat))
         }
     };
@@ -154,25 +155,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         Backplane::Redis(redis) => redis.node_name().to_owned(),
     };
 
-    let public = Arc::new(PublicApi::new(
-        PublicSettings {
-            subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
-            allowed_origins: config.public_api.allowed_origins.clone(),
-            preflight_max_age_s: config.public_api.preflight_max_age_s,
-            head_limits: HeadLimits {
-                max_header_value_length: config.public_api.max_header_value_length,
+    let public = Arc::new(
+        PublicApi::new(
+            PublicSettings {
+                subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
+                allowed_origins: config.public_api.allowed_origins.clone(),
+                preflight_max_age_s: config.public_api.preflight_max_age_s,
+                head_limits: HeadLimits {
+                    max_header_value_length: config.public_api.max_header_value_length,
+                },
+                max_connections: config.public_api.max_connections,
+                verbose_errors: config.auth.verbose_errors,
+                outbox_capacity: config.outbox_capacity,
+                sse_timeout: config.sse.timeout,
+                sse_keepalive: config.sse.keepalive,
             },
-            max_connections: config.public_api.max_connections,
-            verbose_errors: config.auth.verbose_errors,
-            outbox_capacity: config.outbox_capacity,
-            sse_timeout: config.sse.timeout,
-            sse_keepalive: config.sse.keepalive,
-        },
-        Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
-        hub.clone(),
-        liveness.clone(),
-        metrics.clone(),
-    ));
+            Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
+            hub.clone(),
+            liveness.clone(),
+            metrics.clone(),
+        )
+        .with_backplane(backplane.clone()),
+    );
     let internal_state = Arc::new(InternalState {
         hub: hub.clone(),
         liveness: liveness.clone(),

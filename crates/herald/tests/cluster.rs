@@ -178,3 +178,107 @@ fn with_redis_down_a_publish_is_a_quick_503() {
             == 200
     });
 }
+
+fn publish(h: &Herald, payload: &str) {
+    h.publish_ok(
+        "test_issuer1",
+        &format!(r#"{{"topic":"t","message":{{"event":"e","payload":"{payload}"}}}}"#),
+    );
+}
+
+fn subscribe_from(h: &Herald, last_event_id: u64) -> Sse {
+    let s = h.subscribe(
+        &sub_token("test_issuer1", "t"),
+        &format!("last-event-id: {last_event_id}\r\n"),
+    );
+    assert_eq!(s.response.status, 200);
+    s
+}
+
+fn data_of(event: &str) -> &str {
+    event.split("data: ").nth(1).unwrap().trim_end()
+}
+
+#[test]
+fn three_nodes_deliver_every_publish_to_every_subscriber_in_one_order() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 3, &[]);
+    // Resuming from 0 makes each subscription exactly-once whatever the timing of its catch-up.
+    let mut subs: Vec<Sse> = nodes.iter().map(|h| subscribe_from(h, 0)).collect();
+    for round in 0..3 {
+        for (i, h) in nodes.iter().enumerate() {
+            publish(h, &format!("r{round}n{i}"));
+        }
+    }
+    let history = nodes[0].get_internal("/history/test_issuer1-t").json();
+    let expected: Vec<String> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| event(m["timestamp"].as_u64().unwrap(), "e", m["payload"].as_str().unwrap()))
+        .collect();
+    assert_eq!(expected.len(), 9);
+    for s in &mut subs {
+        let got: Vec<String> = (0..9).map(|_| s.next_message()).collect();
+        assert_eq!(got, expected);
+        s.expect_silence(Duration::from_millis(200));
+    }
+    // Live, after the catch-up: one more publish reaches all three once.
+    publish(&nodes[1], "last");
+    for s in &mut subs {
+        assert_eq!(data_of(&s.next_message()), "last");
+        s.expect_silence(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_client_resumes_on_another_node_without_gap_or_duplicate() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 3, &[]);
+    let mut on_a = subscribe_from(&nodes[0], 0);
+    for i in 1..=5 {
+        publish(&nodes[1], &i.to_string());
+    }
+    let first = on_a.next_message();
+    let second = on_a.next_message();
+    assert_eq!((data_of(&first), data_of(&second)), ("1", "2"));
+    drop(on_a);
+    let mut on_c = subscribe_from(&nodes[2], id_of(&second));
+    let rest: Vec<String> = (0..3).map(|_| data_of(&on_c.next_message()).to_owned()).collect();
+    assert_eq!(rest, ["3", "4", "5"]);
+    publish(&nodes[0], "6");
+    assert_eq!(data_of(&on_c.next_message()), "6");
+    on_c.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn a_node_started_later_serves_the_shared_history() {
+    let redis = RedisServer::start();
+    let first = start_nodes(&redis.url(), 1, &[]);
+    for i in 1..=3 {
+        publish(&first[0], &i.to_string());
+    }
+    let late = start_nodes(&redis.url(), 1, &[]);
+    assert_eq!(history_ids(&late[0], "test_issuer1-t").len(), 3);
+    let mut s = subscribe_from(&late[0], 0);
+    let got: Vec<String> = (0..3).map(|_| data_of(&s.next_message()).to_owned()).collect();
+    assert_eq!(got, ["1", "2", "3"]);
+}
+
+#[test]
+fn a_node_listens_to_a_topic_only_while_it_has_subscribers_there() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    let channel = "herald:{test_issuer1-t}";
+    assert_eq!(redis.channel_subscribers(channel), 0);
+    let first = subscribe_from(&nodes[0], 0);
+    let second = subscribe_from(&nodes[0], 0);
+    eventually("node 0 to listen", || redis.channel_subscribers(channel) == 1);
+    let other = subscribe_from(&nodes[1], 0);
+    eventually("node 1 to listen too", || redis.channel_subscribers(channel) == 2);
+    drop(first);
+    drop(other);
+    eventually("node 1 to stop listening", || redis.channel_subscribers(channel) == 1);
+    drop(second);
+    eventually("no node to listen", || redis.channel_subscribers(channel) == 0);
+}

@@ -10,6 +10,7 @@
 //! [`BackplaneError`], never a panic; after an error the caller may assume nothing about whether
 //! the command ran, except where a function says otherwise.
 
+mod listener;
 pub mod membership;
 mod redis;
 

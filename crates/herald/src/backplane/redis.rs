@@ -5,13 +5,14 @@
 //! subscribers, while Redis is unreachable; each command is bounded by [`COMMAND_TIMEOUT`].
 
 use std::future::Future;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script, Value};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::listener::{self, Interest};
 use super::membership::{HEARTBEAT_SCRIPT, LIVE_SCRIPT, NODES_KEY};
 use super::scripts::{self, LAST_ID_MIN_TTL_MS};
 use super::shard::shard_of;
@@ -19,6 +20,7 @@ use super::wire::{Carried, StreamId};
 use super::{BackplaneError, COMMAND_TIMEOUT};
 use crate::config::ClusterConfig;
 use crate::history::Retention;
+use crate::hub::Hub;
 use crate::model::{EventId, Message, NewMessage, Topic};
 
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(HEARTBEAT_SCRIPT));
@@ -37,6 +39,12 @@ pub struct RedisBackplane {
     /// One per `REDIS_URL` entry, in the operator's order: a topic's server is
     /// `servers[shard_of(topic, servers.len())]`; membership lives on the first.
     servers: Vec<ConnectionManager>,
+    /// The same servers, for the listeners' pub/sub connections.
+    clients: Vec<Client>,
+    /// One listener per server: topics whose local interest may have changed.
+    interests: Vec<mpsc::UnboundedSender<Interest>>,
+    /// Their receivers, until [`RedisBackplane::listen`] starts the listeners.
+    pending_listeners: std::sync::Mutex<Vec<mpsc::UnboundedReceiver<Interest>>>,
     /// This node's name in `herald:nodes`.
     node_name: String,
     /// How long a heartbeat keeps this node listed.
@@ -58,20 +66,63 @@ impl RedisBackplane {
             .set_max_delay(COMMAND_TIMEOUT / 4)
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let servers = config
+        let clients = config
             .redis_urls
             .iter()
-            .map(|url| {
-                let client = Client::open(url.expose())?;
-                ConnectionManager::new_lazy_with_config(client, manager_config.clone())
-            })
+            .map(|url| Client::open(url.expose()))
             .collect::<Result<Vec<_>, _>>()?;
+        let servers = clients
+            .iter()
+            .map(|client| ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (interests, receivers) = clients.iter().map(|_| mpsc::unbounded_channel()).unzip();
         Ok(RedisBackplane {
             servers,
+            clients,
+            interests,
+            pending_listeners: std::sync::Mutex::new(receivers),
             node_name,
             node_ttl: config.node_ttl,
             retention,
         })
+    }
+
+    /// Starts one listener per server, delivering to `hub` until `stop`. Call once.
+    pub fn listen(&self, hub: &Arc<Hub>, stop: &watch::Receiver<bool>) {
+        let receivers = std::mem::take(&mut *self.pending_listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        let servers = self.clients.len();
+        for (index, (client, receiver)) in self.clients.iter().zip(receivers).enumerate() {
+            tokio::spawn(listener::run(
+                client.clone(),
+                index,
+                servers,
+                hub.clone(),
+                receiver,
+                stop.clone(),
+            ));
+        }
+    }
+
+    fn interest(&self, topic: &Topic, ack: Option<oneshot::Sender<bool>>) {
+        let index = shard_of(topic.as_str(), self.interests.len());
+        // A send fails only once the listener stopped (shutdown): nothing to listen for then.
+        let _ = self.interests[index].send(Interest {
+            topic: topic.clone(),
+            ack,
+        });
+    }
+
+    /// Tells the listener that `topic`'s local subscribers changed; it (un)subscribes to match.
+    pub fn interest_changed(&self, topic: &Topic) {
+        self.interest(topic, None);
+    }
+
+    /// Waits until this node listens to `topic`'s channel (it must have a local subscriber).
+    /// False if Redis cannot confirm within the command bound.
+    pub async fn ensure_listening(&self, topic: &Topic) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.interest(topic, Some(tx));
+        matches!(tokio::time::timeout(COMMAND_TIMEOUT, rx).await, Ok(Ok(true)))
     }
 
     /// The connection to the server that holds `topic`.
@@ -224,7 +275,7 @@ async fn bounded<T>(command: impl Future<Output = ::redis::RedisResult<T>>) -> R
 
 /// Heartbeats every third of the node TTL until `stop`, then leaves the live set. A failed
 /// heartbeat is logged once per outage and retried at the next tick.
-pub async fn run_heartbeat(backplane: std::sync::Arc<RedisBackplane>, mut stop: watch::Receiver<bool>) {
+pub async fn run_heartbeat(backplane: Arc<RedisBackplane>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(backplane.node_ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;

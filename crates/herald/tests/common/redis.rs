@@ -62,6 +62,27 @@ impl RedisServer {
         }
     }
 
+    /// Subscribers of a channel, as `PUBSUB NUMSUB` counts them (one per listening node).
+    pub fn channel_subscribers(&self, channel: &str) -> u64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let command = format!(
+            "*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n${}\r\n{channel}\r\n",
+            channel.len()
+        );
+        s.write_all(command.as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 512];
+        // The reply ends with the count, an integer line `:N\r\n`.
+        while !reply.ends_with(b"\r\n") || !String::from_utf8_lossy(&reply).contains("\r\n:") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "redis closed the connection");
+            reply.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(reply).unwrap();
+        text.rsplit(':').next().unwrap().trim().parse().unwrap()
+    }
+
     fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;

@@ -1,0 +1,230 @@
+//! Cluster mode: messages that other nodes (or this one) accepted through the backplane, delivered
+//! to this node's subscribers, and resume merged with the shared history exactly once.
+//!
+//! On a cluster node the hub neither assigns ids nor keeps history: Redis does both, atomically,
+//! and every node's listener hands each topic's messages to [`Hub::deliver`] in Redis's order.
+//! A subscription that resumes is registered *catching up*: live messages for it are held (bounded
+//! by its outbox's capacity) while it reads the shared history, then [`Hub::finish_catch_up`]
+//! queues the replay and the held messages that the history read did not contain, using
+//! [`merge_catch_up`]. The argument that this is exactly once is in docs/cluster.md.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::outbox::{CloseReason, Outbox, Push};
+use super::{Hub, SubscriptionKey, topic_state};
+use crate::backplane::wire::{Carried, StreamId};
+use crate::model::{Message, ResumeFrom, Topic};
+use crate::transport::sse::frame::Frame;
+
+/// A subscription reading the shared history, and the live frames it has been sent meanwhile.
+#[derive(Debug)]
+pub(super) struct CatchingUp {
+    pub(super) slot: usize,
+    held: Vec<(StreamId, Frame)>,
+}
+
+/// The messages a resuming subscription receives, in order: the history newer than `resume` in
+/// replay order (event id, equal ids in stream order), then the live messages held meanwhile that
+/// the history read did not contain (stream id above the last entry read).
+pub fn merge_catch_up<T>(
+    resume: ResumeFrom,
+    history: Vec<Carried>,
+    held: Vec<(StreamId, T)>,
+) -> (Vec<Message>, Vec<T>) {
+    let last_read = history.last().map(|c| c.stream_id);
+    let mut replay: Vec<Message> = history
+        .into_iter()
+        .map(|c| c.message)
+        .filter(|m| resume.wants(m.id))
+        .collect();
+    // Stable: equal ids keep their stream order.
+    replay.sort_by_key(|m| m.id);
+    let live = held
+        .into_iter()
+        .filter(|(sid, _)| last_read.is_none_or(|last| *sid > last))
+        .map(|(_, frame)| frame)
+        .collect();
+    (replay, live)
+}
+
+impl Hub {
+    /// Registers `outbox` on `topic` without replaying anything yet. When `resume` asks for
+    /// history, live messages are held until [`Hub::finish_catch_up`].
+    pub fn subscribe_relayed(&self, topic: Topic, resume: ResumeFrom, outbox: Arc<Outbox>) -> SubscriptionKey {
+        let mut shard = self.shard(&topic);
+        let state = topic_state(&mut shard, &topic, &self.stats);
+        let slot = state.subscribers.insert(outbox);
+        if resume != ResumeFrom::Live {
+            state.catching_up.push(CatchingUp { slot, held: Vec::new() });
+        }
+        drop(shard);
+        self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+        SubscriptionKey { topic, slot }
+    }
+
+    /// Queues the replay and the held live messages of a catching-up subscription, then makes it
+    /// live. Harmless if the subscription is gone.
+    pub fn finish_catch_up(
+        &self,
+        key: &SubscriptionKey,
+        outbox: &Arc<Outbox>,
+        resume: ResumeFrom,
+        history: Vec<Carried>,
+    ) {
+        let now_ms = self.clock.now_ms();
+        let mut shard = self.shard(&key.topic);
+        let Some(state) = shard.topics.get_mut(&key.topic) else {
+            return;
+        };
+        if !state.subscribers.get(key.slot).is_some_and(|o| Arc::ptr_eq(o, outbox)) {
+            return;
+        }
+        let Some(i) = state.catching_up.iter().position(|c| c.slot == key.slot) else {
+            return;
+        };
+        let held = state.catching_up.swap_remove(i).held;
+        let (replay, live) = merge_catch_up(resume, history, held);
+        let replayed = replay.len() as u64;
+        let frames = replay.iter().map(Frame::message).chain(live);
+        let mut overflowed = false;
+        for frame in frames {
+            if outbox.push_message(frame, now_ms) != Push::Queued {
+                overflowed = true;
+                break;
+            }
+        }
+        if overflowed {
+            // The client resumes again from what it received: each round makes progress.
+            state.subscribers.remove(key.slot);
+            self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            self.stats.outbox_overflows.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(shard);
+        self.stats.replayed.fetch_add(replayed, Ordering::Relaxed);
+    }
+
+    /// Ends a catching-up subscription that could not read the shared history: its client
+    /// reconnects and resumes, perhaps on another node.
+    pub fn abandon_catch_up(&self, key: &SubscriptionKey, outbox: &Arc<Outbox>) {
+        outbox.close(CloseReason::BackplaneUnavailable);
+        self.unsubscribe(key, outbox);
+    }
+
+    /// Delivers messages accepted through the backplane to this node's subscribers of `topic`, in
+    /// order. Never blocks on a subscriber.
+    pub fn deliver(&self, topic: &Topic, batch: &[Carried]) {
+        let now_ms = self.clock.now_ms();
+        let mut shard = self.shard(topic);
+        let Some(state) = shard.topics.get_mut(topic) else {
+            return;
+        };
+        let (mut queued, mut dropped) = (0u64, Vec::new());
+        for carried in batch {
+            let frame = Frame::message(&carried.message);
+            for (slot, outbox) in state.subscribers.iter() {
+                if let Some(c) = state.catching_up.iter_mut().find(|c| c.slot == slot) {
+                    if c.held.len() < outbox.capacity() {
+                        c.held.push((carried.stream_id, frame.clone()));
+                    } else {
+                        outbox.close(CloseReason::SlowConsumer);
+                        dropped.push(slot);
+                    }
+                    continue;
+                }
+                match outbox.push_message(frame.clone(), now_ms) {
+                    Push::Queued => queued += 1,
+                    Push::Overflowed | Push::Closed => dropped.push(slot),
+                }
+            }
+            for slot in dropped.drain(..) {
+                if state.subscribers.try_remove(slot).is_some() {
+                    state.catching_up.retain(|c| c.slot != slot);
+                    self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                    self.stats.outbox_overflows.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        drop(shard);
+        self.stats.frames_queued.fetch_add(queued, Ordering::Relaxed);
+    }
+
+    /// Whether `topic` has subscribers on this node (the backplane listens to its channel then).
+    pub fn has_subscribers(&self, topic: &Topic) -> bool {
+        self.shard(topic)
+            .topics
+            .get(topic)
+            .is_some_and(|s| !s.subscribers.is_empty())
+    }
+
+    /// Every topic with subscribers on this node (to listen to again after a reconnection).
+    pub fn topics_with_subscribers(&self) -> Vec<Topic> {
+        let mut topics = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = super::lock(shard);
+            topics.extend(
+                shard
+                    .topics
+                    .iter()
+                    .filter(|(_, s)| !s.subscribers.is_empty())
+                    .map(|(t, _)| t.clone()),
+            );
+        }
+        topics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EventId;
+    use bytes::Bytes;
+
+    fn carried(sid: u64, id: u64) -> Carried {
+        Carried {
+            stream_id: StreamId { ms: sid, seq: 0 },
+            message: Message {
+                id: EventId(id),
+                event: Bytes::from_static(b"e"),
+                payload: Bytes::from(id.to_string()),
+                accepted_ms: 0,
+            },
+        }
+    }
+
+    fn sid(ms: u64) -> StreamId {
+        StreamId { ms, seq: 0 }
+    }
+
+    #[test]
+    fn held_messages_already_in_the_history_are_dropped() {
+        // Published at stream ids 1..=4; the history read saw 1..=3; 3 and 4 arrived live meanwhile.
+        let history = vec![carried(1, 10), carried(2, 20), carried(3, 30)];
+        let held = vec![(sid(3), "live 30"), (sid(4), "live 40")];
+        let (replay, live) = merge_catch_up(ResumeFrom::After(10), history, held);
+        let ids: Vec<u64> = replay.iter().map(|m| m.id.0).collect();
+        assert_eq!(ids, [20, 30]);
+        assert_eq!(live, ["live 40"]);
+    }
+
+    #[test]
+    fn the_resume_point_filters_by_event_id_but_dedup_is_by_stream_id() {
+        // Publisher timestamps go backwards: event ids do not follow stream order.
+        let history = vec![carried(1, 50), carried(2, 5), carried(3, 50)];
+        let held = vec![(sid(2), 'x'), (sid(5), 'y')];
+        let (replay, live) = merge_catch_up(ResumeFrom::After(7), history, held);
+        let got: Vec<(u64, String)> = replay
+            .iter()
+            .map(|m| (m.id.0, String::from_utf8_lossy(&m.payload).into_owned()))
+            .collect();
+        assert_eq!(got, [(50, "50".to_owned()), (50, "50".to_owned())]);
+        assert_eq!(live, ['y']);
+    }
+
+    #[test]
+    fn with_an_empty_history_everything_held_is_delivered() {
+        let (replay, live) = merge_catch_up(ResumeFrom::After(0), Vec::new(), vec![(sid(0), 1), (sid(0), 2)]);
+        assert!(replay.is_empty());
+        assert_eq!(live, [1, 2]);
+    }
+}
