@@ -282,3 +282,67 @@ fn a_node_listens_to_a_topic_only_while_it_has_subscribers_there() {
     drop(second);
     eventually("no node to listen", || redis.channel_subscribers(channel) == 0);
 }
+
+#[test]
+fn redis_restarted_mid_stream_loses_no_retained_message() {
+    let mut redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    let mut s = subscribe_from(&nodes[1], 0);
+    publish(&nodes[0], "before");
+    assert_eq!(data_of(&s.next_message()), "before");
+
+    redis.stop();
+    // Not accepted, so not promised: the publisher is told to retry.
+    let refused = nodes[0].publish(
+        &pub_token("test_issuer1"),
+        r#"{"topic":"t","message":{"event":"e","payload":"refused"}}"#,
+    );
+    assert_eq!(refused.status, 503);
+    redis.restart();
+    // Accepted as soon as node 0 reaches Redis again, perhaps before node 1 listens again: node 1
+    // then finds it in the shared history when it resubscribes.
+    eventually("a publish to be accepted again", || {
+        nodes[0]
+            .publish(
+                &pub_token("test_issuer1"),
+                r#"{"topic":"t","message":{"event":"e","payload":"during"}}"#,
+            )
+            .status
+            == 200
+    });
+    assert_eq!(data_of(&s.next_message()), "during");
+    publish(&nodes[0], "after");
+    assert_eq!(data_of(&s.next_message()), "after");
+    s.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn two_shards_split_topics_and_deliver_each_once() {
+    let shards = [RedisServer::start(), RedisServer::start()];
+    let url = format!("{},{}", shards[0].url(), shards[1].url());
+    let nodes = start_nodes(&url, 2, &[]);
+    let topics: Vec<String> = (0..8).map(|i| format!("topic{i}")).collect();
+    let mut subs: Vec<Sse> = topics
+        .iter()
+        .map(|t| nodes[1].subscribe(&sub_token("test_issuer1", t), "last-event-id: 0\r\n"))
+        .collect();
+    for t in &topics {
+        nodes[0].publish_ok(
+            "test_issuer1",
+            &format!(r#"{{"topic":"{t}","message":{{"event":"e","payload":"{t}"}}}}"#),
+        );
+    }
+    for (t, s) in topics.iter().zip(&mut subs) {
+        assert_eq!(data_of(&s.next_message()), t);
+        s.expect_silence(Duration::from_millis(50));
+    }
+    // Each topic lives on exactly one shard, and both shards hold some.
+    let mut per_shard = [0, 0];
+    for t in &topics {
+        let channel = format!("herald:{{test_issuer1-{t}}}");
+        let on: Vec<u64> = shards.iter().map(|r| r.channel_subscribers(&channel)).collect();
+        assert_eq!(on.iter().sum::<u64>(), 1, "{t}: {on:?}");
+        per_shard[usize::from(on[1] == 1)] += 1;
+    }
+    assert!(per_shard[0] > 0 && per_shard[1] > 0, "{per_shard:?}");
+}

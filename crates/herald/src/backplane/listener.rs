@@ -8,9 +8,10 @@
 //! acknowledgement, sent once Redis confirmed the subscription (resume waits for it before it reads
 //! the history; docs/cluster.md).
 //!
-//! When the connection drops, the listener reconnects with exponential backoff and jitter and
-//! subscribes again to every topic with local subscribers. (Catching up on what was published
-//! during the blip is the next step, not built yet.)
+//! When the connection drops, the listener reconnects with exponential backoff and jitter,
+//! subscribes again to every topic with local subscribers, and then delivers from the shared
+//! history what was published meanwhile (the hub drops what it already delivered), before any
+//! live message: the node catches up, so its clients need not reconnect.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::RedisBackplane;
 use super::scripts::channel;
 use super::shard::shard_of;
 use super::wire;
@@ -49,6 +51,7 @@ pub(super) async fn run(
     client: Client,
     index: usize,
     servers: usize,
+    backplane: Arc<RedisBackplane>,
     hub: Arc<Hub>,
     mut interests: mpsc::UnboundedReceiver<Interest>,
     mut stop: watch::Receiver<bool>,
@@ -106,6 +109,23 @@ pub(super) async fn run(
         }
         if !ok {
             continue;
+        }
+        if failing {
+            // Messages published while this node was not listening are in the shared history:
+            // deliver them now (the hub skips those it already delivered), before any live one.
+            for topic in &subscribed {
+                match backplane.history(topic).await {
+                    Ok(history) => hub.deliver(topic, &history),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot catch up from the shared history");
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if !ok {
+                continue;
+            }
         }
         if failing {
             tracing::info!(server = index, topics = subscribed.len(), "listening to Redis again");

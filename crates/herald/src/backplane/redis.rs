@@ -88,7 +88,7 @@ impl RedisBackplane {
     }
 
     /// Starts one listener per server, delivering to `hub` until `stop`. Call once.
-    pub fn listen(&self, hub: &Arc<Hub>, stop: &watch::Receiver<bool>) {
+    pub fn listen(self: &Arc<Self>, hub: &Arc<Hub>, stop: &watch::Receiver<bool>) {
         let receivers = std::mem::take(&mut *self.pending_listeners.lock().unwrap_or_else(|e| e.into_inner()));
         let servers = self.clients.len();
         for (index, (client, receiver)) in self.clients.iter().zip(receivers).enumerate() {
@@ -96,6 +96,7 @@ impl RedisBackplane {
                 client.clone(),
                 index,
                 servers,
+                self.clone(),
                 hub.clone(),
                 receiver,
                 stop.clone(),

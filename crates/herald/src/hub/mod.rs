@@ -101,6 +101,9 @@ struct TopicState {
     /// Cluster mode: subscriptions still reading the shared history, with the live messages that
     /// arrived meanwhile (relay.rs). Empty, and not allocated, on a single node.
     catching_up: Vec<relay::CatchingUp>,
+    /// Cluster mode: stream id of the last message delivered, so a message that arrives twice
+    /// (live, and again from the history after a reconnection) is delivered once.
+    last_delivered: crate::backplane::wire::StreamId,
 }
 
 impl TopicState {

@@ -112,7 +112,8 @@ impl Hub {
     }
 
     /// Delivers messages accepted through the backplane to this node's subscribers of `topic`, in
-    /// order. Never blocks on a subscriber.
+    /// order, skipping any already delivered (so the listener may replay history after a
+    /// reconnection without duplicates). Never blocks on a subscriber.
     pub fn deliver(&self, topic: &Topic, batch: &[Carried]) {
         let now_ms = self.clock.now_ms();
         let mut shard = self.shard(topic);
@@ -121,6 +122,14 @@ impl Hub {
         };
         let (mut queued, mut dropped) = (0u64, Vec::new());
         for carried in batch {
+            // Stream ids increase within a topic: one at or below the last delivered is a repeat.
+            // `0-0` means the message has no history entry and cannot be a repeat.
+            if carried.stream_id != StreamId::default() {
+                if carried.stream_id <= state.last_delivered {
+                    continue;
+                }
+                state.last_delivered = carried.stream_id;
+            }
             let frame = Frame::message(&carried.message);
             for (slot, outbox) in state.subscribers.iter() {
                 if let Some(c) = state.catching_up.iter_mut().find(|c| c.slot == slot) {
@@ -219,6 +228,27 @@ mod tests {
             .collect();
         assert_eq!(got, [(50, "50".to_owned()), (50, "50".to_owned())]);
         assert_eq!(live, ['y']);
+    }
+
+    #[test]
+    fn a_message_delivered_twice_reaches_subscribers_once() {
+        use crate::clock::Clock;
+        use crate::history::Retention;
+        use crate::hub::HubSettings;
+        let hub = Hub::new(
+            HubSettings {
+                retention: Retention::from_min_duration(0, 0),
+                max_history_bytes: 0,
+            },
+            Clock::system(),
+        );
+        let topic = Topic::from_full_name("i-t");
+        let outbox = Arc::new(Outbox::new(16, 0, u64::MAX));
+        hub.subscribe_relayed(topic.clone(), ResumeFrom::Live, outbox.clone());
+        hub.deliver(&topic, &[carried(1, 10), carried(2, 20)]);
+        // After a reconnection the listener replays the history: only 3 is new.
+        hub.deliver(&topic, &[carried(1, 10), carried(2, 20), carried(3, 30)]);
+        assert_eq!(outbox.depth(), 3);
     }
 
     #[test]
