@@ -22,12 +22,15 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::RedisBackplane;
 use super::scripts::channel;
 use super::shard::shard_of;
 use super::wire;
+use super::{BackplaneError, COMMAND_TIMEOUT, RedisBackplane};
 use crate::hub::Hub;
 use crate::model::Topic;
+
+/// How often an otherwise quiet pub/sub connection is checked with a PING.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// First and longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -57,86 +60,90 @@ pub(super) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    // Set once a connection was lost or could not be made: the next success catches up and says so.
     let mut failing = false;
+    let mut retry = false;
     loop {
+        if retry {
+            // Acknowledgements are refused while disconnected, so resumes fail fast and retry.
+            let deadline = tokio::time::Instant::now() + jitter(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    Some(interest) = interests.recv() => {
+                        if let Some(ack) = interest.ack {
+                            let _ = ack.send(false);
+                        }
+                    }
+                    _ = crate::server::stopped(&mut stop) => return,
+                }
+            }
+        }
+        retry = true;
         let connected = tokio::select! {
-            c = tokio::time::timeout(super::COMMAND_TIMEOUT, client.get_async_pubsub()) => c,
+            c = bounded(client.get_async_pubsub()) => c,
             _ = crate::server::stopped(&mut stop) => return,
         };
         let pubsub = match connected {
-            Ok(Ok(pubsub)) => pubsub,
-            failed => {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
                 if !failing {
                     failing = true;
-                    let error = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "timed out".to_owned(),
-                    };
                     tracing::error!(server = index, %error, "cannot listen to Redis; retrying with backoff");
-                }
-                // Refuse acknowledgements while disconnected, so resumes fail fast and retry.
-                let wait = jitter(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                let deadline = tokio::time::Instant::now() + wait;
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(deadline) => break,
-                        Some(interest) = interests.recv() => {
-                            if let Some(ack) = interest.ack {
-                                let _ = ack.send(false);
-                            }
-                        }
-                        _ = crate::server::stopped(&mut stop) => return,
-                    }
                 }
                 continue;
             }
         };
         let (mut sink, mut stream) = pubsub.split();
         let mut subscribed: HashSet<Topic> = HashSet::new();
-        let wanted: Vec<Topic> = hub
+        let wanted = hub
             .topics_with_subscribers()
             .into_iter()
-            .filter(|t| shard_of(t.as_str(), servers) == index)
-            .collect();
-        let mut ok = true;
+            .filter(|t| shard_of(t.as_str(), servers) == index);
+        let mut resubscribed = Ok(());
         for topic in wanted {
-            if sink.subscribe(channel(topic.as_str())).await.is_err() {
-                ok = false;
+            resubscribed = bounded(sink.subscribe(channel(topic.as_str()))).await;
+            if resubscribed.is_err() {
                 break;
             }
             subscribed.insert(topic);
         }
-        if !ok {
+        if let Err(error) = resubscribed {
+            failing = true;
+            tracing::warn!(server = index, %error, "cannot resubscribe to Redis; retrying with backoff");
             continue;
         }
         if failing {
             // Messages published while this node was not listening are in the shared history:
             // deliver them now (the hub skips those it already delivered), before any live one.
+            let mut caught_up = Ok(());
             for topic in &subscribed {
                 match backplane.history(topic).await {
                     Ok(history) => hub.deliver(topic, &history),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot catch up from the shared history");
-                        ok = false;
+                        caught_up = Err(e);
                         break;
                     }
                 }
             }
-            if !ok {
+            if let Err(error) = caught_up {
+                tracing::warn!(server = index, %error, "cannot catch up from the shared history; retrying with backoff");
                 continue;
             }
-        }
-        if failing {
             tracing::info!(server = index, topics = subscribed.len(), "listening to Redis again");
         }
         backoff = BACKOFF_MIN;
+        let mut health = tokio::time::interval(HEALTH_CHECK_EVERY);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        health.reset();
         loop {
             tokio::select! {
                 message = stream.next() => {
                     let Some(message) = message else {
                         tracing::warn!(server = index, "lost the Redis pub/sub connection; reconnecting");
                         failing = true;
+                        retry = false;
                         break;
                     };
                     let Some(topic) = topic_of(message.get_channel_name()) else { continue };
@@ -149,10 +156,10 @@ pub(super) async fn run(
                     let topic = interest.topic;
                     let want = hub.has_subscribers(&topic);
                     let result = match (want, subscribed.contains(&topic)) {
-                        (true, false) => sink.subscribe(channel(topic.as_str())).await.map(|()| {
+                        (true, false) => bounded(sink.subscribe(channel(topic.as_str()))).await.map(|()| {
                             subscribed.insert(topic.clone());
                         }),
-                        (false, true) => sink.unsubscribe(channel(topic.as_str())).await.map(|()| {
+                        (false, true) => bounded(sink.unsubscribe(channel(topic.as_str()))).await.map(|()| {
                             subscribed.remove(&topic);
                         }),
                         _ => Ok(()),
@@ -160,7 +167,16 @@ pub(super) async fn run(
                     if let Some(ack) = interest.ack {
                         let _ = ack.send(result.is_ok() && subscribed.contains(&topic));
                     }
-                    if result.is_err() {
+                    if let Err(error) = result {
+                        tracing::warn!(server = index, %error, "Redis pub/sub failed; reconnecting");
+                        failing = true;
+                        break;
+                    }
+                }
+                _ = health.tick() => {
+                    // A silent connection may be dead (a partition sends no reset): ask.
+                    if let Err(error) = bounded(sink.ping::<String>()).await {
+                        tracing::warn!(server = index, %error, "Redis pub/sub connection unresponsive; reconnecting");
                         failing = true;
                         break;
                     }
@@ -168,6 +184,14 @@ pub(super) async fn run(
                 _ = crate::server::stopped(&mut stop) => return,
             }
         }
+    }
+}
+
+/// Runs a pub/sub operation for at most the command bound.
+async fn bounded<T>(op: impl std::future::Future<Output = ::redis::RedisResult<T>>) -> Result<T, BackplaneError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, op).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BackplaneError::Timeout(COMMAND_TIMEOUT)),
     }
 }
 

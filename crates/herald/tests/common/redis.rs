@@ -54,6 +54,21 @@ impl RedisServer {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open but nothing answers, like a network partition.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Undoes [`RedisServer::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
     /// Kills it (SIGKILL: no goodbye to clients, like a crash).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
