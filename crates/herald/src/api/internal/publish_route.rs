@@ -102,7 +102,15 @@ async fn handle(state: &InternalState, parts: &Parts, body: Incoming, peer: Sock
         Backplane::Redis(redis) => {
             for topic in &parsed.topics {
                 let topic = Topic::namespaced(&principal.issuer, topic);
-                if let Err(e) = redis.publish(&topic, &parsed.messages).await {
+                let published = redis.publish(&topic, &parsed.messages).await;
+                if published.is_ok() {
+                    state
+                        .hub
+                        .stats()
+                        .messages_accepted
+                        .fetch_add(parsed.messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Err(e) = published {
                     // Earlier topics of this request may be accepted already (docs/cluster.md).
                     request_event!(
                         Level::WARN,
