@@ -381,3 +381,22 @@ fn an_unresponsive_redis_bounds_publishes_and_keeps_streams_open() {
     assert_eq!(got.last().map(String::as_str), Some("after"), "{got:?}");
     s.expect_silence(Duration::from_millis(300));
 }
+
+#[test]
+fn a_redis_cluster_url_is_reported_as_unsupported() {
+    let dir = std::env::temp_dir().join(format!("herald-cluster-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("nodes.conf");
+    let redis = RedisServer::start_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        config.to_str().unwrap(),
+    ]);
+    let nodes = start_nodes(&redis.url(), 1, &[FAST_TTL]);
+    eventually("the unsupported Redis Cluster to be reported", || {
+        nodes[0].logs().iter().any(|l| l.contains("does not support yet"))
+    });
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -203,6 +203,25 @@ impl RedisBackplane {
         Ok(())
     }
 
+    /// Warns when a server is a Redis Cluster node: Herald does not speak the cluster protocol
+    /// yet, so keys in other nodes' slots would fail with MOVED. Independent servers listed in
+    /// `REDIS_URL` shard topics instead.
+    async fn warn_if_redis_cluster(&self) -> Result<(), BackplaneError> {
+        for (index, server) in self.servers.iter().enumerate() {
+            let mut conn = server.clone();
+            let info: String = bounded(::redis::cmd("INFO").arg("cluster").query_async(&mut conn)).await?;
+            if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+                tracing::error!(
+                    server = index,
+                    "REDIS_URL names a Redis Cluster node, which Herald does not support yet: publishes to \
+                     topics in other nodes' slots will fail. List independent Redis servers instead \
+                     (docs/cluster.md)"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Removes this node from the live set (a clean stop).
     pub async fn leave(&self) -> Result<(), BackplaneError> {
         let mut conn = self.first();
@@ -280,20 +299,26 @@ pub async fn run_heartbeat(backplane: Arc<RedisBackplane>, mut stop: watch::Rece
     let mut tick = tokio::time::interval(backplane.node_ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut checked = false;
     loop {
         tokio::select! {
-            _ = tick.tick() => match backplane.heartbeat().await {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!(node = backplane.node_name(), "cluster heartbeat restored");
+            _ = tick.tick() => {
+                if !checked {
+                    checked = backplane.warn_if_redis_cluster().await.is_ok();
                 }
-                Ok(()) => {}
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::error!(error = %e, "cluster heartbeat failed; this node may drop out of /nodes until Redis answers");
+                match backplane.heartbeat().await {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!(node = backplane.node_name(), "cluster heartbeat restored");
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::error!(error = %e, "cluster heartbeat failed; this node may drop out of /nodes until Redis answers");
+                    }
+                    Err(_) => {}
                 }
-                Err(_) => {}
-            },
+            }
             _ = crate::server::stopped(&mut stop) => break,
         }
     }

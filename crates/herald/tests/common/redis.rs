@@ -13,13 +13,23 @@ use super::{DEADLINE, Herald};
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one on a free port.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts one on a free port with extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = RedisServer { child: None, port };
+        let mut server = RedisServer {
+            child: None,
+            port,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
         server.restart();
         server
     }
@@ -35,6 +45,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
