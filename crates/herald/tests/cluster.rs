@@ -400,3 +400,21 @@ fn a_redis_cluster_url_is_reported_as_unsupported() {
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Regression: the listener's health PING expected `+PONG`, but a subscribed connection answers
+/// `["pong", ""]`, so every check "failed" and the node reconnected and resubscribed every few
+/// seconds (latency spikes of hundreds of ms in the benchmark).
+#[test]
+fn the_pubsub_health_check_accepts_a_subscribed_pong() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[FAST_TTL]);
+    let mut s = subscribe_from(&nodes[1], 0);
+    publish(&nodes[0], "first");
+    assert_eq!(data_of(&s.next_message()), "first");
+    // Long enough for two health checks at CLUSTER_NODE_TTL = 900 ms.
+    std::thread::sleep(Duration::from_millis(2_000));
+    publish(&nodes[0], "second");
+    assert_eq!(data_of(&s.next_message()), "second");
+    let logs = nodes[1].logs();
+    assert!(!logs.iter().any(|l| l.contains("unresponsive")), "{logs:#?}");
+}

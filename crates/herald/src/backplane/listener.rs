@@ -29,9 +29,6 @@ use super::{BackplaneError, COMMAND_TIMEOUT, RedisBackplane};
 use crate::hub::Hub;
 use crate::model::Topic;
 
-/// How often an otherwise quiet pub/sub connection is checked with a PING.
-const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(5);
-
 /// First and longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -134,7 +131,8 @@ pub(super) async fn run(
             tracing::info!(server = index, topics = subscribed.len(), "listening to Redis again");
         }
         backoff = BACKOFF_MIN;
-        let mut health = tokio::time::interval(HEALTH_CHECK_EVERY);
+        // A node silent for CLUSTER_NODE_TTL counts as gone; a connection too.
+        let mut health = tokio::time::interval(backplane.node_ttl());
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         health.reset();
         loop {
@@ -175,7 +173,8 @@ pub(super) async fn run(
                 }
                 _ = health.tick() => {
                     // A silent connection may be dead (a partition sends no reset): ask.
-                    if let Err(error) = bounded(sink.ping::<String>()).await {
+                    // In subscribed mode PING answers ["pong", ""], not +PONG: any answer will do.
+                    if let Err(error) = bounded(sink.ping::<::redis::Value>()).await {
                         tracing::warn!(server = index, %error, "Redis pub/sub connection unresponsive; reconnecting");
                         failing = true;
                         break;

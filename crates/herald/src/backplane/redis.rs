@@ -178,6 +178,11 @@ impl RedisBackplane {
         entries(reply).ok_or(BackplaneError::Unexpected("XRANGE answered in an unexpected shape"))
     }
 
+    /// How long a node stays listed after its last heartbeat (`CLUSTER_NODE_TTL`).
+    pub fn node_ttl(&self) -> Duration {
+        self.node_ttl
+    }
+
     /// This node's name.
     pub fn node_name(&self) -> &str {
         &self.node_name
