@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, property and black-box tests, a smoke run of
 # the load generator, and that the benches and fuzz targets build. Installs what the tests need
-# when it is missing (a C compiler for jemalloc and aws-lc; cargo-fuzz when a nightly toolchain
-# is present), so it works on a fresh machine.
+# when it is missing (a C compiler for jemalloc and aws-lc; redis-server for the cluster tests;
+# cargo-fuzz when a nightly toolchain is present), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,12 @@ fi
 if ! command -v cc >/dev/null 2>&1; then
   echo "== installing a C compiler (build-essential)"
   apt-get update -qq && apt-get install -y -qq build-essential
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  # The cluster tests (crates/herald/tests/cluster.rs) start private redis-server instances.
+  echo "== installing redis-server"
+  apt-get update -qq && apt-get install -y -qq redis-server
 fi
 
 echo "== format"

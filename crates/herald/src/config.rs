@@ -160,6 +160,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "Milliseconds over which shutdown spreads the event: reconnect of the open streams, so clients do not all come back at once. 0 tells them all at once. Must be less than SHUTDOWN_DRAIN_TIMEOUT; unset, it is half of it, at most 5000.",
     },
     Setting {
+        name: "REDIS_URL",
+        default: "",
+        help: "Unset: this node works alone, in memory. A redis:// URL: every node with the same REDIS_URL forms one cluster (docs/cluster.md). Several comma-separated URLs shard topics over independent Redis servers; every node must list them in the same order.",
+    },
+    Setting {
+        name: "CLUSTER_NODE_TTL",
+        default: "5000",
+        help: "With REDIS_URL: milliseconds a node stays listed by /nodes after its last heartbeat; it heartbeats every third of that.",
+    },
+    Setting {
         name: "JWT_CONFIG",
         default: "(development keys)",
         help: "Neurow's JSON: {\"service_name\": audience, \"clients\": {issuer: secret or [secrets]}}. Unset: the development issuers test_issuer1 and test_issuer2, with a loud warning.",
@@ -236,6 +246,54 @@ pub struct Config {
     pub revision: Option<String>,
     /// Neurow variables that were set but mean nothing to Herald; logged at start.
     pub ignored_variables: Vec<&'static str>,
+    /// The Redis backplane; `None` for a node that works alone, in memory.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A cluster of nodes over Redis (`REDIS_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// One URL per shard, in the operator's order (the order decides each topic's shard).
+    pub redis_urls: Vec<RedisUrl>,
+    /// How long a node stays listed after its last heartbeat.
+    pub node_ttl: Duration,
+}
+
+/// A Redis URL that parsed; its password prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Parses one URL the way the Redis client will use it.
+    pub fn parse(s: &str) -> Result<RedisUrl, String> {
+        use redis::IntoConnectionInfo;
+        match s.into_connection_info() {
+            Ok(_) => Ok(RedisUrl(s.to_owned())),
+            Err(e) => Err(format!(
+                "{}: expected a URL such as redis://127.0.0.1:6379 or redis://:password@host:6379/0",
+                e.detail().unwrap_or("not a Redis URL")
+            )),
+        }
+    }
+
+    /// The URL, secrets included, for the client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask_userinfo(&self.0))
+    }
+}
+
+/// `scheme://user:secret@host` as `scheme://***@host`.
+fn mask_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}***{}", &url[..scheme_end + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
 }
 
 /// Logging settings.
@@ -562,6 +620,23 @@ impl Config {
             },
         };
 
+        let node_ttl = Duration::from_millis(r.integer("CLUSTER_NODE_TTL", 5_000, 300, 3_600_000));
+        let cluster = match r.raw("REDIS_URL").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(value) => {
+                let parsed: Result<Vec<RedisUrl>, String> =
+                    value.split(',').map(|u| RedisUrl::parse(u.trim())).collect();
+                match parsed {
+                    Ok(redis_urls) => Some(ClusterConfig { redis_urls, node_ttl }),
+                    Err(reason) => {
+                        // The value may hold a password: never echo it.
+                        r.fail("REDIS_URL", &mask_userinfo(&value), reason);
+                        None
+                    }
+                }
+            }
+        };
+
         let outbox_capacity = r.integer("SUBSCRIPTION_OUTBOX_CAPACITY", 1024, 1, 1 << 20) as usize;
         let errors_before_drain = r.errors.len();
         let drain_ms = r.integer("SHUTDOWN_DRAIN_TIMEOUT", 10_000, 0, 3_600_000);
@@ -617,6 +692,7 @@ impl Config {
             shutdown_reconnect_window,
             revision,
             ignored_variables,
+            cluster,
         })
     }
 }
@@ -873,6 +949,34 @@ mod tests {
     fn ignored_neurow_cluster_variables_are_listed() {
         let c = parse(&[("K8S_SELECTOR", "app=neurow")]).unwrap();
         assert_eq!(c.ignored_variables, ["K8S_SELECTOR"]);
+    }
+
+    #[test]
+    fn no_redis_url_means_a_single_node() {
+        assert_eq!(parse(&[]).unwrap().cluster, None);
+        assert_eq!(parse(&[("REDIS_URL", "")]).unwrap().cluster, None);
+    }
+
+    #[test]
+    fn several_redis_urls_are_shards_in_the_given_order() {
+        let c = parse(&[("REDIS_URL", "redis://10.0.0.2:6379, redis://10.0.0.1:6380/2")])
+            .unwrap()
+            .cluster
+            .unwrap();
+        let urls: Vec<_> = c.redis_urls.iter().map(RedisUrl::expose).collect();
+        assert_eq!(urls, ["redis://10.0.0.2:6379", "redis://10.0.0.1:6380/2"]);
+        assert_eq!(c.node_ttl, Duration::from_millis(5_000));
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_named_and_its_password_is_not_echoed() {
+        let err = parse(&[("REDIS_URL", "redis://:hunter2@h:6379,http://x")]).unwrap_err();
+        assert_eq!(err.0[0].name, "REDIS_URL");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("redis://"), "{text}");
+        let c = parse(&[("REDIS_URL", "redis://:hunter2@h:6379")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

@@ -18,12 +18,15 @@
 //! - [`hub`]: topics in shards, id assignment, fan-out into bounded outboxes, and the shared
 //!   liveness timer (keep-alives, timeouts, token expiry).
 //! - [`transport`]: SSE framing, the HTTP/1 writer of a held stream and its HTTP/2 body.
+//! - [`backplane`]: what connects the nodes of a cluster (nothing for one node; Redis with
+//!   `REDIS_URL`): membership now, shared history and cross-node delivery next (docs/cluster.md).
 //! - [`api`]: the public (a raw, lean HTTP/1.1 path; hyper for HTTP/2 over TLS) and internal
 //!   (axum) HTTP faces.
 //! - [`observe`]: metrics and logs. [`server`]: wiring and shutdown. [`clock`]: injectable time.
 
 pub mod api;
 pub mod auth;
+pub mod backplane;
 pub mod clock;
 pub mod config;
 pub mod history;

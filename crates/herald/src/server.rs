@@ -12,6 +12,7 @@ use crate::api::internal::{self, InternalState};
 use crate::api::public::request::HeadLimits;
 use crate::api::public::{PublicApi, PublicSettings};
 use crate::auth::{CachingVerifier, Verifier};
+use crate::backplane::{self, Backplane, RedisBackplane};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::history::Retention;
@@ -30,6 +31,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be used.
     #[error("{0}")]
     Tls(#[from] crate::api::public::tls::TlsError),
+    /// The Redis backplane could not be set up.
+    #[error("cannot set up the Redis backplane (REDIS_URL): {0}")]
+    Backplane(#[from] crate::backplane::BackplaneError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} for the {api} ({source}); is the port free? Set {variable} to change it")]
     Bind {
@@ -124,26 +128,57 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     )
     .await?;
 
-    let public = Arc::new(PublicApi::new(
-        PublicSettings {
-            subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
-            allowed_origins: config.public_api.allowed_origins.clone(),
-            preflight_max_age_s: config.public_api.preflight_max_age_s,
-            head_limits: HeadLimits {
-                max_header_value_length: config.public_api.max_header_value_length,
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (backplane, heartbeat) = match &config.cluster {
+        None => (Backplane::Local, None),
+        Some(cluster) => {
+            // Unique per host: two nodes on one machine differ by their internal port.
+            let port = internal_listener
+                .local_addr()
+                .map_or(config.internal_api.port, |a| a.port());
+            let redis = Arc::new(RedisBackplane::new(
+                cluster,
+                format!("{}:{port}", node_name()),
+                retention,
+            )?);
+            tracing::info!(
+                node = redis.node_name(),
+                shards = cluster.redis_urls.len(),
+                "joining the cluster over Redis"
+            );
+            let heartbeat = tokio::spawn(backplane::run_heartbeat(redis.clone(), stop_rx.clone()));
+            redis.listen(&hub, &stop_rx);
+            (Backplane::Redis(redis), Some(heartbeat))
+        }
+    };
+    let node_name = match &backplane {
+        Backplane::Local => node_name(),
+        Backplane::Redis(redis) => redis.node_name().to_owned(),
+    };
+
+    let public = Arc::new(
+        PublicApi::new(
+            PublicSettings {
+                subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
+                allowed_origins: config.public_api.allowed_origins.clone(),
+                preflight_max_age_s: config.public_api.preflight_max_age_s,
+                head_limits: HeadLimits {
+                    max_header_value_length: config.public_api.max_header_value_length,
+                },
+                max_connections: config.public_api.max_connections,
+                max_subscriptions_per_second: config.public_api.max_subscriptions_per_second,
+                verbose_errors: config.auth.verbose_errors,
+                outbox_capacity: config.outbox_capacity,
+                sse_timeout: config.sse.timeout,
+                sse_keepalive: config.sse.keepalive,
             },
-            max_connections: config.public_api.max_connections,
-            max_subscriptions_per_second: config.public_api.max_subscriptions_per_second,
-            verbose_errors: config.auth.verbose_errors,
-            outbox_capacity: config.outbox_capacity,
-            sse_timeout: config.sse.timeout,
-            sse_keepalive: config.sse.keepalive,
-        },
-        Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
-        hub.clone(),
-        liveness.clone(),
-        metrics.clone(),
-    ));
+            Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
+            hub.clone(),
+            liveness.clone(),
+            metrics.clone(),
+        )
+        .with_backplane(backplane.clone()),
+    );
     let internal_state = Arc::new(InternalState {
         public: public.clone(),
         hub: hub.clone(),
@@ -156,10 +191,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         verbose_errors: config.auth.verbose_errors,
         max_body_size: config.internal_api.publish_max_body_size,
         revision: config.revision.clone(),
-        node_name: node_name(),
+        node_name,
+        backplane,
     });
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let rules = LivenessRules {
         keepalive_ms: config.sse.keepalive.as_millis() as u64,
         timeout_ms: config.sse.timeout.as_millis() as u64,
@@ -215,6 +250,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let _ = internal_stop_tx.send(true);
     let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), internal_task).await;
     timers.abort();
+    if let Some(heartbeat) = heartbeat {
+        // It leaves the node list (bounded by the command timeout) once the stop flag is set.
+        let _ = tokio::time::timeout(backplane::COMMAND_TIMEOUT * 2, heartbeat).await;
+    }
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }

@@ -50,6 +50,15 @@ fn a_bad_variable_stops_start_up_and_is_named() {
 }
 
 #[test]
+fn a_bad_redis_url_stops_start_up_and_is_named() {
+    let out = herald(&["serve"], &[("REDIS_URL", "http://:secret@redis.example:6379")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("REDIS_URL=\"http://***@redis.example:6379\""), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
 fn a_busy_port_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();

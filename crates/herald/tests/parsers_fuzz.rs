@@ -36,6 +36,37 @@ fn decode_sse(event: &[u8]) -> (String, String, String) {
 
 proptest! {
     #[test]
+    fn cluster_messages_never_panic_and_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        use herald::backplane::wire::{decode, encode};
+        if let Ok(batch) = decode(&Bytes::from(bytes)) {
+            prop_assert_eq!(decode(&Bytes::from(encode(&batch))).unwrap(), batch);
+        }
+    }
+
+    #[test]
+    fn cluster_batches_round_trip(
+        messages in proptest::collection::vec(
+            (any::<(u64, u64, u64, u64)>(), "[a-z]{1,8}", proptest::collection::vec(any::<u8>(), 0..64)),
+            0..8,
+        )
+    ) {
+        use herald::backplane::wire::{Carried, StreamId, decode, encode};
+        let batch: Vec<Carried> = messages
+            .into_iter()
+            .map(|((ms, seq, id, at), event, payload)| Carried {
+                stream_id: StreamId { ms, seq },
+                message: Message {
+                    id: EventId(id),
+                    event: Bytes::from(event),
+                    payload: Bytes::from(payload),
+                    accepted_ms: at,
+                },
+            })
+            .collect();
+        prop_assert_eq!(decode(&Bytes::from(encode(&batch))).unwrap(), batch);
+    }
+
+    #[test]
     fn request_heads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = parse_head(&bytes, LIMITS);
     }

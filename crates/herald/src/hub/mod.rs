@@ -12,6 +12,9 @@
 
 pub mod liveness;
 pub mod outbox;
+mod relay;
+
+pub use relay::merge_catch_up;
 
 use std::cmp::Reverse;
 use std::collections::hash_map::{DefaultHasher, Entry};
@@ -97,6 +100,12 @@ struct TopicState {
     subscribers: Slab<Arc<Outbox>>,
     /// Highest event id this topic has used: server ids continue above it.
     last_id: u64,
+    /// Cluster mode: subscriptions still reading the shared history, with the live messages that
+    /// arrived meanwhile (relay.rs). Empty, and not allocated, on a single node.
+    catching_up: Vec<relay::CatchingUp>,
+    /// Cluster mode: stream id of the last message delivered, so a message that arrives twice
+    /// (live, and again from the history after a reconnection) is delivered once.
+    last_delivered: crate::backplane::wire::StreamId,
 }
 
 impl TopicState {
@@ -106,10 +115,17 @@ impl TopicState {
 }
 
 /// A registered subscription, to give back to [`Hub::unsubscribe`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SubscriptionKey {
     topic: Topic,
     slot: usize,
+}
+
+impl SubscriptionKey {
+    /// The subscription's topic.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
 }
 
 /// What a subscribe returns: the frames to replay first, and the key to unsubscribe with.
@@ -261,6 +277,7 @@ impl Hub {
         // The slot may have been reused by a newer subscription: only remove our own outbox.
         if state.subscribers.get(key.slot).is_some_and(|o| Arc::ptr_eq(o, outbox)) {
             state.subscribers.remove(key.slot);
+            state.catching_up.retain(|c| c.slot != key.slot);
             self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
         }
         if state.is_idle() {

@@ -25,6 +25,9 @@ pub enum CloseReason {
     Shutdown,
     /// No message for `SSE_TIMEOUT`: `timeout`.
     Timeout,
+    /// Cluster mode: the shared history could not be read to resume: `reconnect` (the client
+    /// resumes again, perhaps on another node).
+    BackplaneUnavailable,
     /// The token's `exp` passed: `credentials_expired`.
     CredentialsExpired,
 }
@@ -33,7 +36,7 @@ impl CloseReason {
     /// The SSE event sent before the stream ends.
     pub fn event_name(self) -> &'static str {
         match self {
-            CloseReason::SlowConsumer | CloseReason::Shutdown => "reconnect",
+            CloseReason::SlowConsumer | CloseReason::Shutdown | CloseReason::BackplaneUnavailable => "reconnect",
             CloseReason::Timeout => "timeout",
             CloseReason::CredentialsExpired => "credentials_expired",
         }
@@ -46,6 +49,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Timeout => "timeout",
             CloseReason::CredentialsExpired => "credentials_expired",
+            CloseReason::BackplaneUnavailable => "backplane_unavailable",
         }
     }
 }
@@ -153,6 +157,11 @@ impl Outbox {
         self.last_frame_ms.store(now_ms, Ordering::Relaxed);
         self.waker.wake();
         true
+    }
+
+    /// Most frames it queues.
+    pub fn capacity(&self) -> usize {
+        self.capacity as usize
     }
 
     /// Starts closing for `reason`, unless already closing. Frames already queued are written first.

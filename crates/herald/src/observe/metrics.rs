@@ -325,6 +325,7 @@ impl Metrics {
             "shutdown",
             "timeout",
             "credentials_expired",
+            "backplane_unavailable",
             "client_gone",
         ] {
             m.subscription_closed.with_label_values(&[reason]);

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -138,6 +139,12 @@ impl Herald {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Sends SIGKILL and reaps the process: a crash, with no clean stop.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for the process to exit.

@@ -25,6 +25,7 @@ use serde_json::json;
 use tracing::Level;
 
 use crate::auth::{AuthError, CachingVerifier, bearer_token};
+use crate::backplane::Backplane;
 use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::model::Topic;
@@ -65,6 +66,8 @@ pub struct InternalState {
     pub revision: Option<String>,
     /// This node's name, for `/nodes`.
     pub node_name: String,
+    /// How this node reaches the others (membership for `/nodes`).
+    pub backplane: Backplane,
 }
 
 /// The internal API's router.
@@ -182,11 +185,11 @@ async fn ping(State(state): State<Arc<InternalState>>) -> Response {
 async fn nodes(State(state): State<Arc<InternalState>>) -> Response {
     text(
         StatusCode::OK,
-        format!("Current node: {}\r\nTotal nodes: 1\r\nNodes: []\r\n", state.node_name),
+        state.backplane.nodes(&state.node_name).await.neurow_text(),
     )
 }
 
-async fn cluster_size_above(Path(size): Path<String>) -> Response {
+async fn cluster_size_above(State(state): State<Arc<InternalState>>, Path(size): Path<String>) -> Response {
     let Ok(size) = size.parse::<u64>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -194,7 +197,7 @@ async fn cluster_size_above(Path(size): Path<String>) -> Response {
             "The size must be a whole number",
         );
     };
-    let cluster_size = 1;
+    let cluster_size = state.backplane.nodes(&state.node_name).await.total() as u64;
     let status = if cluster_size >= size {
         StatusCode::OK
     } else {
@@ -204,9 +207,22 @@ async fn cluster_size_above(Path(size): Path<String>) -> Response {
 }
 
 async fn history(State(state): State<Arc<InternalState>>, Path(topic): Path<String>) -> Response {
-    let messages: Vec<_> = state
-        .hub
-        .history(&Topic::from_full_name(&topic))
+    let topic = Topic::from_full_name(&topic);
+    let retained = match &state.backplane {
+        Backplane::Local => state.hub.history(&topic),
+        Backplane::Redis(redis) => match redis.history(&topic).await {
+            Ok(carried) => crate::backplane::replay_order(carried.into_iter().map(|c| c.message).collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, "history refused: Redis unavailable");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "backplane_unavailable",
+                    "The cluster's Redis is unavailable; retry later",
+                );
+            }
+        },
+    };
+    let messages: Vec<_> = retained
         .into_iter()
         .map(|m| {
             json!({

@@ -39,6 +39,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Level;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
+use crate::backplane::Backplane;
 use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
 use crate::hub::outbox::Outbox;
@@ -127,6 +128,8 @@ pub struct PublicApi {
     stopping: AtomicBool,
     /// Wakes connections waiting for a request head when shutdown starts.
     stop_notify: Notify,
+    /// How subscriptions reach other nodes' messages (cluster mode) or not.
+    backplane: Backplane,
 }
 
 enum Action {
@@ -165,7 +168,14 @@ impl PublicApi {
             drained: Notify::new(),
             stopping: AtomicBool::new(false),
             stop_notify: Notify::new(),
+            backplane: Backplane::Local,
         }
+    }
+
+    /// Subscriptions receive the messages of every node through `backplane`.
+    pub fn with_backplane(mut self, backplane: Backplane) -> PublicApi {
+        self.backplane = backplane;
+        self
     }
 
     /// Accepts connections until `stop` turns true, each served on its own task, over TLS when an

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use prometheus::IntCounter;
 
 use super::PublicApi;
+use crate::backplane::{Backplane, RedisBackplane};
 use crate::hub::SubscriptionKey;
 use crate::hub::liveness::LivenessKey;
 use crate::hub::outbox::Outbox;
@@ -48,14 +49,24 @@ impl Subscription {
     pub(super) fn open(api: &Arc<PublicApi>, request: SubscribeRequest) -> (Subscription, Vec<Frame>) {
         let now_ms = api.hub.clock().now_ms();
         let outbox = Arc::new(Outbox::new(api.settings.outbox_capacity, now_ms, request.expires_ms));
-        let subscribed = api.hub.subscribe(request.topic, request.resume, outbox.clone());
+        let (key, replay) = match &api.backplane {
+            Backplane::Local => {
+                let subscribed = api.hub.subscribe(request.topic, request.resume, outbox.clone());
+                (subscribed.key, subscribed.replay)
+            }
+            Backplane::Redis(redis) => {
+                let key = api.hub.subscribe_relayed(request.topic, request.resume, outbox.clone());
+                catch_up(api, redis, &key, &outbox, request.resume);
+                (key, Vec::new())
+            }
+        };
         let liveness_key = api.liveness.register(outbox.clone());
         api.metrics.subscription_opened(&request.issuer);
         api.metrics.http_request(Interface::Public, 200);
         api.metrics.request_took(Interface::Public, request.received.elapsed());
         let subscription = Subscription {
             api: api.clone(),
-            key: subscribed.key,
+            key,
             liveness_key,
             outbox,
             sent: api.metrics.sent_counter(&request.issuer),
@@ -63,7 +74,7 @@ impl Subscription {
             end: StreamEnd::ClientGone,
             opened_ms: now_ms,
         };
-        (subscription, subscribed.replay)
+        (subscription, replay)
     }
 
     /// The subscription's outbox.
@@ -75,6 +86,9 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.api.hub.unsubscribe(&self.key, &self.outbox);
+        if let Backplane::Redis(redis) = &self.api.backplane {
+            redis.interest_changed(self.key.topic());
+        }
         self.api.liveness.unregister(self.liveness_key);
         let reason = match self.end {
             StreamEnd::Closed(reason) => reason.code(),
@@ -87,6 +101,39 @@ impl Drop for Subscription {
         // every idle subscription memory.
         tracing::debug!(issuer = &*self.issuer, reason, "subscription closed");
     }
+}
+
+/// Cluster mode: makes sure the node listens to the topic, then (when resuming) reads the shared
+/// history and hands it to the hub, which merges it with the live messages held meanwhile. Runs
+/// beside the stream, which starts at once and writes whatever the outbox receives.
+fn catch_up(
+    api: &Arc<PublicApi>,
+    redis: &Arc<RedisBackplane>,
+    key: &SubscriptionKey,
+    outbox: &Arc<Outbox>,
+    resume: ResumeFrom,
+) {
+    if resume == ResumeFrom::Live {
+        redis.interest_changed(key.topic());
+        return;
+    }
+    let (hub, redis, key, outbox) = (api.hub.clone(), redis.clone(), key.clone(), outbox.clone());
+    tokio::spawn(async move {
+        let history = if redis.ensure_listening(key.topic()).await {
+            redis.history(key.topic()).await.ok()
+        } else {
+            None
+        };
+        match history {
+            Some(history) => hub.finish_catch_up(&key, &outbox, resume, history),
+            None => {
+                tracing::warn!(
+                    "cannot resume from the shared history (Redis unavailable); telling the client to reconnect"
+                );
+                hub.abandon_catch_up(&key, &outbox);
+            }
+        }
+    });
 }
 
 impl DeliveryCounter for Subscription {

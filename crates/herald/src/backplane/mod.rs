@@ -1,0 +1,78 @@
+//! The backplane: what connects the hubs of several nodes into one gateway.
+//!
+//! A node that works alone has [`Backplane::Local`]: nothing to connect, and no code of this
+//! module runs on its publish or subscribe path, so a single node costs exactly what it did
+//! before clustering existed. With `REDIS_URL`, [`Backplane::Redis`] holds the connections to the
+//! Redis servers that the nodes share (docs/cluster.md has the data model and the arguments for
+//! ordering and exactly-once resume).
+//!
+//! Contract of every Redis call made here: it is bounded by [`COMMAND_TIMEOUT`], and a failure is a
+//! [`BackplaneError`], never a panic; after an error the caller may assume nothing about whether
+//! the command ran, except where a function says otherwise.
+
+mod listener;
+pub mod membership;
+mod redis;
+
+pub use self::redis::run_heartbeat;
+pub mod scripts;
+pub mod shard;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::redis::RedisBackplane;
+pub use membership::Nodes;
+
+/// Longest wait for any one Redis command, so a publish or an admin route never hangs on an
+/// unreachable Redis.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How this node reaches the others.
+#[derive(Clone)]
+pub enum Backplane {
+    /// No other node: everything stays in this process.
+    Local,
+    /// Nodes share Redis.
+    Redis(Arc<RedisBackplane>),
+}
+
+/// Why a backplane operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackplaneError {
+    /// Redis did not answer in time.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Redis answered with an error, or the connection failed.
+    #[error("Redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// Redis answered something Herald's scripts never return (another writer, or a bug).
+    #[error("unexpected answer from Redis: {0}")]
+    Unexpected(&'static str),
+}
+
+/// Messages in replay order: by event id, equal ids in stream (publish) order, as a single node's
+/// history replays them.
+pub fn replay_order(mut messages: Vec<crate::model::Message>) -> Vec<crate::model::Message> {
+    // Stable: equal ids keep their stream order.
+    messages.sort_by_key(|m| m.id);
+    messages
+}
+
+impl Backplane {
+    /// The live nodes, `current` first. Never fails: when Redis cannot be asked, this node vouches
+    /// only for itself (logged).
+    pub async fn nodes(&self, current: &str) -> Nodes {
+        match self {
+            Backplane::Local => Nodes::alone(current),
+            Backplane::Redis(redis) => match redis.live_nodes().await {
+                Ok(names) => Nodes::from_live(current, names),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the cluster's nodes; answering with this node alone");
+                    Nodes::alone(current)
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The Redis backplane: connections to the shared Redis servers and the membership heartbeat.
+//!
+//! One command connection per server ([`ConnectionManager`], multiplexed and reconnecting by
+//! itself). Connections are made lazily, so a node starts, and keeps serving its local
+//! subscribers, while Redis is unreachable; each command is bounded by [`COMMAND_TIMEOUT`].
+
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, Script, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::listener::{self, Interest};
+use super::membership::{HEARTBEAT_SCRIPT, LIVE_SCRIPT, NODES_KEY};
+use super::scripts::{self, LAST_ID_MIN_TTL_MS};
+use super::shard::shard_of;
+use super::wire::{Carried, StreamId};
+use super::{BackplaneError, COMMAND_TIMEOUT};
+use crate::config::ClusterConfig;
+use crate::history::Retention;
+use crate::hub::Hub;
+use crate::model::{EventId, Message, NewMessage, Topic};
+
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(HEARTBEAT_SCRIPT));
+static LIVE: LazyLock<Script> = LazyLock::new(|| Script::new(LIVE_SCRIPT));
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::PUBLISH));
+static HISTORY: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::HISTORY));
+
+/// Reconnection of a command connection: a few quick tries inside one command, then the command
+/// fails (the caller answers 503) and the next command tries again.
+const RECONNECT_TRIES: usize = 2;
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The node's connections to the Redis servers of its cluster.
+pub struct RedisBackplane {
+    /// One per `REDIS_URL` entry, in the operator's order: a topic's server is
+    /// `servers[shard_of(topic, servers.len())]`; membership lives on the first.
+    servers: Vec<ConnectionManager>,
+    /// The same servers, for the listeners' pub/sub connections.
+    clients: Vec<Client>,
+    /// One listener per server: topics whose local interest may have changed.
+    interests: Vec<mpsc::UnboundedSender<Interest>>,
+    /// Their receivers, until [`RedisBackplane::listen`] starts the listeners.
+    pending_listeners: std::sync::Mutex<Vec<mpsc::UnboundedReceiver<Interest>>>,
+    /// This node's name in `herald:nodes`.
+    node_name: String,
+    /// How long a heartbeat keeps this node listed.
+    node_ttl: Duration,
+    /// Retention of the shared history (the same settings as a single node's).
+    retention: Retention,
+}
+
+impl RedisBackplane {
+    /// Prepares the connections without making them (so start-up does not depend on Redis).
+    pub fn new(
+        config: &ClusterConfig,
+        node_name: String,
+        retention: Retention,
+    ) -> Result<RedisBackplane, BackplaneError> {
+        let manager_config = ConnectionManagerConfig::new()
+            .set_number_of_retries(RECONNECT_TRIES)
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(COMMAND_TIMEOUT / 4)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let clients = config
+            .redis_urls
+            .iter()
+            .map(|url| Client::open(url.expose()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let servers = clients
+            .iter()
+            .map(|client| ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (interests, receivers) = clients.iter().map(|_| mpsc::unbounded_channel()).unzip();
+        Ok(RedisBackplane {
+            servers,
+            clients,
+            interests,
+            pending_listeners: std::sync::Mutex::new(receivers),
+            node_name,
+            node_ttl: config.node_ttl,
+            retention,
+        })
+    }
+
+    /// Starts one listener per server, delivering to `hub` until `stop`. Call once.
+    pub fn listen(self: &Arc<Self>, hub: &Arc<Hub>, stop: &watch::Receiver<bool>) {
+        let receivers = std::mem::take(&mut *self.pending_listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        let servers = self.clients.len();
+        for (index, (client, receiver)) in self.clients.iter().zip(receivers).enumerate() {
+            tokio::spawn(listener::run(
+                client.clone(),
+                index,
+                servers,
+                self.clone(),
+                hub.clone(),
+                receiver,
+                stop.clone(),
+            ));
+        }
+    }
+
+    fn interest(&self, topic: &Topic, ack: Option<oneshot::Sender<bool>>) {
+        let index = shard_of(topic.as_str(), self.interests.len());
+        // A send fails only once the listener stopped (shutdown): nothing to listen for then.
+        let _ = self.interests[index].send(Interest {
+            topic: topic.clone(),
+            ack,
+        });
+    }
+
+    /// Tells the listener that `topic`'s local subscribers changed; it (un)subscribes to match.
+    pub fn interest_changed(&self, topic: &Topic) {
+        self.interest(topic, None);
+    }
+
+    /// Waits until this node listens to `topic`'s channel (it must have a local subscriber).
+    /// False if Redis cannot confirm within the command bound.
+    pub async fn ensure_listening(&self, topic: &Topic) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.interest(topic, Some(tx));
+        matches!(tokio::time::timeout(COMMAND_TIMEOUT, rx).await, Ok(Ok(true)))
+    }
+
+    /// The connection to the server that holds `topic`.
+    fn server_for(&self, topic: &Topic) -> ConnectionManager {
+        self.servers[shard_of(topic.as_str(), self.servers.len())].clone()
+    }
+
+    /// Accepts `messages` on `topic` for the whole cluster, in one script run: assigns their ids,
+    /// appends them to the shared history and publishes them on the topic's channel. Returns the
+    /// ids. On an error nothing of this call may be assumed either way (a timeout can hide a
+    /// success), but nothing is ever half-applied: the script is atomic.
+    pub async fn publish(&self, topic: &Topic, messages: &[NewMessage]) -> Result<Vec<EventId>, BackplaneError> {
+        let t = topic.as_str();
+        let (cap, ttl_ms) = if self.retention.enabled() {
+            (self.retention.max_messages_per_topic as u64, self.retention.ttl_ms)
+        } else {
+            (0, 0)
+        };
+        let mut invocation = PUBLISH.prepare_invoke();
+        invocation
+            .key(scripts::stream_key(t))
+            .key(scripts::last_id_key(t))
+            .arg(scripts::channel(t))
+            .arg(cap)
+            .arg(ttl_ms)
+            .arg(ttl_ms.max(LAST_ID_MIN_TTL_MS));
+        for m in messages {
+            let timestamp = m.timestamp.map(|ts| ts.to_string()).unwrap_or_default();
+            invocation.arg(&m.event[..]).arg(&m.payload[..]).arg(timestamp);
+        }
+        let mut conn = self.server_for(topic);
+        let ids: Vec<String> = bounded(invocation.invoke_async(&mut conn)).await?;
+        ids.iter()
+            .map(|id| id.parse().map(EventId))
+            .collect::<Result<_, _>>()
+            .map_err(|_| BackplaneError::Unexpected("the publish script returned an id that is not a u64"))
+    }
+
+    /// The retained messages of `topic` from the shared history, oldest first (stream order).
+    pub async fn history(&self, topic: &Topic) -> Result<Vec<Carried>, BackplaneError> {
+        if !self.retention.enabled() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.server_for(topic);
+        let reply: Value = bounded(
+            HISTORY
+                .key(scripts::stream_key(topic.as_str()))
+                .arg(self.retention.ttl_ms)
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        entries(reply).ok_or(BackplaneError::Unexpected("XRANGE answered in an unexpected shape"))
+    }
+
+    /// How long a node stays listed after its last heartbeat (`CLUSTER_NODE_TTL`).
+    pub fn node_ttl(&self) -> Duration {
+        self.node_ttl
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// The connection to the server that holds cluster-wide keys (membership).
+    fn first(&self) -> ConnectionManager {
+        self.servers[0].clone()
+    }
+
+    /// Announces this node until now + `CLUSTER_NODE_TTL`, forgetting nodes whose time passed.
+    pub async fn heartbeat(&self) -> Result<(), BackplaneError> {
+        let mut conn = self.first();
+        let ttl_ms = self.node_ttl.as_millis() as u64;
+        bounded(
+            HEARTBEAT
+                .key(NODES_KEY)
+                .arg(&self.node_name)
+                .arg(ttl_ms)
+                .invoke_async::<u64>(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Warns when a server is a Redis Cluster node: Herald does not speak the cluster protocol
+    /// yet, so keys in other nodes' slots would fail with MOVED. Independent servers listed in
+    /// `REDIS_URL` shard topics instead.
+    async fn warn_if_redis_cluster(&self) -> Result<(), BackplaneError> {
+        for (index, server) in self.servers.iter().enumerate() {
+            let mut conn = server.clone();
+            let info: String = bounded(::redis::cmd("INFO").arg("cluster").query_async(&mut conn)).await?;
+            if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+                tracing::error!(
+                    server = index,
+                    "REDIS_URL names a Redis Cluster node, which Herald does not support yet: publishes to \
+                     topics in other nodes' slots will fail. List independent Redis servers instead \
+                     (docs/cluster.md)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes this node from the live set (a clean stop).
+    pub async fn leave(&self) -> Result<(), BackplaneError> {
+        let mut conn = self.first();
+        bounded(
+            ::redis::cmd("ZREM")
+                .arg(NODES_KEY)
+                .arg(&self.node_name)
+                .query_async::<u64>(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The names of the live nodes.
+    pub async fn live_nodes(&self) -> Result<Vec<String>, BackplaneError> {
+        let mut conn = self.first();
+        bounded(LIVE.key(NODES_KEY).invoke_async::<Vec<String>>(&mut conn)).await
+    }
+}
+
+/// Stream entries as XRANGE returns them: `[[id, [field, value, ...]], ...]`, with the fields the
+/// publish script writes. `None` when the shape or a field is not what the script writes.
+fn entries(reply: Value) -> Option<Vec<Carried>> {
+    let Value::Array(entries) = reply else {
+        return None;
+    };
+    entries
+        .into_iter()
+        .map(|entry| {
+            let Value::Array(mut parts) = entry else { return None };
+            let fields = match parts.pop()? {
+                Value::Array(fields) => fields,
+                _ => return None,
+            };
+            let stream_id = match parts.pop()? {
+                Value::BulkString(id) => StreamId::parse(&id)?,
+                Value::SimpleString(id) => StreamId::parse(id.as_bytes())?,
+                _ => return None,
+            };
+            let (mut id, mut at, mut event, mut payload) = (None, None, None, None);
+            let mut fields = fields.into_iter();
+            while let (Some(Value::BulkString(name)), Some(Value::BulkString(value))) = (fields.next(), fields.next()) {
+                match &name[..] {
+                    b"id" => id = std::str::from_utf8(&value).ok()?.parse::<u64>().ok(),
+                    b"at" => at = std::str::from_utf8(&value).ok()?.parse::<u64>().ok(),
+                    b"e" => event = Some(bytes::Bytes::from(value)),
+                    b"p" => payload = Some(bytes::Bytes::from(value)),
+                    _ => {}
+                }
+            }
+            Some(Carried {
+                stream_id,
+                message: Message {
+                    id: EventId(id?),
+                    event: event?,
+                    payload: payload?,
+                    accepted_ms: at?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Runs `command` for at most [`COMMAND_TIMEOUT`].
+async fn bounded<T>(command: impl Future<Output = ::redis::RedisResult<T>>) -> Result<T, BackplaneError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BackplaneError::Timeout(COMMAND_TIMEOUT)),
+    }
+}
+
+/// Heartbeats every third of the node TTL until `stop`, then leaves the live set. A failed
+/// heartbeat is logged once per outage and retried at the next tick.
+pub async fn run_heartbeat(backplane: Arc<RedisBackplane>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(backplane.node_ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    let mut checked = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if !checked {
+                    checked = backplane.warn_if_redis_cluster().await.is_ok();
+                }
+                match backplane.heartbeat().await {
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!(node = backplane.node_name(), "cluster heartbeat restored");
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::error!(error = %e, "cluster heartbeat failed; this node may drop out of /nodes until Redis answers");
+                    }
+                    Err(_) => {}
+                }
+            }
+            _ = crate::server::stopped(&mut stop) => break,
+        }
+    }
+    if let Err(e) = backplane.leave().await {
+        tracing::warn!(error = %e, "could not leave the cluster's node list; it expires by itself");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn stream_entries_decode_and_bad_shapes_are_refused() {
+        let entry = |sid: &str, id: &str| {
+            Value::Array(vec![
+                bulk(sid),
+                Value::Array(vec![
+                    bulk("id"),
+                    bulk(id),
+                    bulk("at"),
+                    bulk("17"),
+                    bulk("e"),
+                    bulk("ev"),
+                    bulk("p"),
+                    bulk("a\nb"),
+                ]),
+            ])
+        };
+        let got = entries(Value::Array(vec![entry("17-0", "5"), entry("17-1", "3")])).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].stream_id, StreamId { ms: 17, seq: 1 });
+        assert_eq!(got[1].message.id, EventId(3));
+        assert_eq!(&got[0].message.payload[..], b"a\nb");
+        assert_eq!(got[0].message.accepted_ms, 17);
+        assert!(entries(Value::Array(vec![entry("17-0", "x")])).is_none());
+        assert!(entries(Value::Array(vec![bulk("17-0")])).is_none());
+        assert!(entries(Value::Nil).is_none());
+        assert_eq!(entries(Value::Array(vec![])).unwrap(), []);
+    }
+}
