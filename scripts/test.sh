@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, property and black-box tests, a smoke run of
 # the load generator, and that the benches and fuzz targets build. Installs what the tests need
-# when it is missing (a C compiler for jemalloc and aws-lc; redis-server for the cluster tests;
+# when it is missing (a C compiler for jemalloc and aws-lc; redis-server and redis-cli for the cluster tests;
 # cargo-fuzz when a nightly toolchain is present), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +15,11 @@ if ! command -v cc >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  # The cluster tests (crates/herald/tests/cluster.rs) start private redis-server instances.
-  echo "== installing redis-server"
-  apt-get update -qq && apt-get install -y -qq redis-server
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  # The cluster tests (crates/herald/tests/{cluster,redis_cluster}.rs) start private redis-server
+  # instances, and build a Redis Cluster of them with redis-cli.
+  echo "== installing redis-server and redis-cli"
+  apt-get update -qq && apt-get install -y -qq redis-server redis-tools
 fi
 
 echo "== format"

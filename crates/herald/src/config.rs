@@ -165,6 +165,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "Unset: this node works alone, in memory. A redis:// URL: every node with the same REDIS_URL forms one cluster (docs/cluster.md). Several comma-separated URLs shard topics over independent Redis servers; every node must list them in the same order.",
     },
     Setting {
+        name: "REDIS_CLUSTER",
+        default: "false",
+        help: "true when REDIS_URL names nodes of one Redis Cluster (7.0 or newer): the URLs are only where to discover it, topics spread over its slots, and live messages use sharded pub/sub. false: the URLs are independent servers.",
+    },
+    Setting {
         name: "CLUSTER_NODE_TTL",
         default: "5000",
         help: "With REDIS_URL: milliseconds a node stays listed by /nodes after its last heartbeat; it heartbeats every third of that.",
@@ -257,6 +262,8 @@ pub struct ClusterConfig {
     pub redis_urls: Vec<RedisUrl>,
     /// How long a node stays listed after its last heartbeat.
     pub node_ttl: Duration,
+    /// `REDIS_CLUSTER`: the URLs are seeds of one Redis Cluster, not independent shards.
+    pub redis_cluster: bool,
 }
 
 /// A Redis URL that parsed; its password prints as `***`.
@@ -621,13 +628,18 @@ impl Config {
         };
 
         let node_ttl = Duration::from_millis(r.integer("CLUSTER_NODE_TTL", 5_000, 300, 3_600_000));
+        let redis_cluster = r.boolean("REDIS_CLUSTER", false);
         let cluster = match r.raw("REDIS_URL").filter(|v| !v.trim().is_empty()) {
             None => None,
             Some(value) => {
                 let parsed: Result<Vec<RedisUrl>, String> =
                     value.split(',').map(|u| RedisUrl::parse(u.trim())).collect();
                 match parsed {
-                    Ok(redis_urls) => Some(ClusterConfig { redis_urls, node_ttl }),
+                    Ok(redis_urls) => Some(ClusterConfig {
+                        redis_urls,
+                        node_ttl,
+                        redis_cluster,
+                    }),
                     Err(reason) => {
                         // The value may hold a password: never echo it.
                         r.fail("REDIS_URL", &mask_userinfo(&value), reason);
@@ -966,6 +978,18 @@ mod tests {
         let urls: Vec<_> = c.redis_urls.iter().map(RedisUrl::expose).collect();
         assert_eq!(urls, ["redis://10.0.0.2:6379", "redis://10.0.0.1:6380/2"]);
         assert_eq!(c.node_ttl, Duration::from_millis(5_000));
+        assert!(!c.redis_cluster);
+    }
+
+    #[test]
+    fn redis_cluster_makes_the_urls_seeds_of_one_cluster() {
+        let c = parse(&[("REDIS_URL", "redis://10.0.0.2:7000"), ("REDIS_CLUSTER", "true")])
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert!(c.redis_cluster);
+        let err = parse(&[("REDIS_URL", "redis://h:1"), ("REDIS_CLUSTER", "maybe")]).unwrap_err();
+        assert_eq!(err.0[0].name, "REDIS_CLUSTER");
     }
 
     #[test]

@@ -141,13 +141,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
                 format!("{}:{port}", node_name()),
                 retention,
             )?);
-            tracing::info!(
-                node = redis.node_name(),
-                shards = cluster.redis_urls.len(),
-                "joining the cluster over Redis"
-            );
+            if cluster.redis_cluster {
+                tracing::info!(
+                    node = redis.node_name(),
+                    seeds = cluster.redis_urls.len(),
+                    "joining the cluster over a Redis Cluster"
+                );
+            } else {
+                tracing::info!(
+                    node = redis.node_name(),
+                    shards = cluster.redis_urls.len(),
+                    "joining the cluster over Redis"
+                );
+            }
+            redis.listen(&hub, &stop_rx)?;
             let heartbeat = tokio::spawn(backplane::run_heartbeat(redis.clone(), stop_rx.clone()));
-            redis.listen(&hub, &stop_rx);
             (Backplane::Redis(redis), Some(heartbeat))
         }
     };

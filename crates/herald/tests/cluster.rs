@@ -383,7 +383,7 @@ fn an_unresponsive_redis_bounds_publishes_and_keeps_streams_open() {
 }
 
 #[test]
-fn a_redis_cluster_url_is_reported_as_unsupported() {
+fn a_redis_cluster_node_without_redis_cluster_true_is_reported() {
     let dir = std::env::temp_dir().join(format!("herald-cluster-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("nodes.conf");
@@ -394,8 +394,8 @@ fn a_redis_cluster_url_is_reported_as_unsupported() {
         config.to_str().unwrap(),
     ]);
     let nodes = start_nodes(&redis.url(), 1, &[FAST_TTL]);
-    eventually("the unsupported Redis Cluster to be reported", || {
-        nodes[0].logs().iter().any(|l| l.contains("does not support yet"))
+    eventually("the Redis Cluster node to be reported", || {
+        nodes[0].logs().iter().any(|l| l.contains("Set REDIS_CLUSTER=true"))
     });
     drop(redis);
     let _ = std::fs::remove_dir_all(&dir);

@@ -25,13 +25,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::scripts::channel;
 use super::shard::shard_of;
 use super::wire;
-use super::{BackplaneError, COMMAND_TIMEOUT, RedisBackplane};
+use super::{RedisBackplane, bounded};
 use crate::hub::Hub;
 use crate::model::Topic;
 
 /// First and longest wait between reconnection attempts.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A topic whose local interest may have changed; `ack` (if any) learns whether the listener is
 /// subscribed to it once that is settled.
@@ -41,7 +41,7 @@ pub(super) struct Interest {
 }
 
 /// The topic of a channel name `herald:{T}`.
-fn topic_of(channel: &str) -> Option<Topic> {
+pub(super) fn topic_of(channel: &str) -> Option<Topic> {
     let inner = channel.strip_prefix("herald:{")?.strip_suffix('}')?;
     Some(Topic::from_full_name(inner))
 }
@@ -186,16 +186,8 @@ pub(super) async fn run(
     }
 }
 
-/// Runs a pub/sub operation for at most the command bound.
-async fn bounded<T>(op: impl std::future::Future<Output = ::redis::RedisResult<T>>) -> Result<T, BackplaneError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, op).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(BackplaneError::Timeout(COMMAND_TIMEOUT)),
-    }
-}
-
 /// `wait` scaled by a factor in [0.5, 1.5), so nodes that lost Redis together do not retry in step.
-fn jitter(wait: Duration) -> Duration {
+pub(super) fn jitter(wait: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -10,6 +10,8 @@
 //! [`BackplaneError`], never a panic; after an error the caller may assume nothing about whether
 //! the command ran, except where a function says otherwise.
 
+mod cluster_listener;
+mod connection;
 mod listener;
 pub mod membership;
 mod redis;
@@ -50,6 +52,14 @@ pub enum BackplaneError {
     /// Redis answered something Herald's scripts never return (another writer, or a bug).
     #[error("unexpected answer from Redis: {0}")]
     Unexpected(&'static str),
+}
+
+/// Runs a Redis operation for at most [`COMMAND_TIMEOUT`].
+async fn bounded<T>(op: impl std::future::Future<Output = ::redis::RedisResult<T>>) -> Result<T, BackplaneError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, op).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BackplaneError::Timeout(COMMAND_TIMEOUT)),
+    }
 }
 
 /// Messages in replay order: by event id, equal ids in stream (publish) order, as a single node's

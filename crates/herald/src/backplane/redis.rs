@@ -1,23 +1,23 @@
-//! The Redis backplane: connections to the shared Redis servers and the membership heartbeat.
+//! The Redis backplane: the scripts a node runs on the shared Redis, its listeners, and the
+//! membership heartbeat.
 //!
-//! One command connection per server ([`ConnectionManager`], multiplexed and reconnecting by
-//! itself). Connections are made lazily, so a node starts, and keeps serving its local
-//! subscribers, while Redis is unreachable; each command is bounded by [`COMMAND_TIMEOUT`].
+//! Commands go through [`Servers`] (independent servers or one Redis Cluster, connected lazily, so
+//! a node starts, and keeps serving its local subscribers, while Redis is unreachable); each
+//! command is bounded by [`COMMAND_TIMEOUT`].
 
-use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, Script, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::connection::Servers;
 use super::listener::{self, Interest};
 use super::membership::{HEARTBEAT_SCRIPT, LIVE_SCRIPT, NODES_KEY};
 use super::scripts::{self, LAST_ID_MIN_TTL_MS};
 use super::shard::shard_of;
 use super::wire::{Carried, StreamId};
-use super::{BackplaneError, COMMAND_TIMEOUT};
+use super::{BackplaneError, COMMAND_TIMEOUT, bounded, cluster_listener};
 use crate::config::ClusterConfig;
 use crate::history::Retention;
 use crate::hub::Hub;
@@ -28,20 +28,14 @@ static LIVE: LazyLock<Script> = LazyLock::new(|| Script::new(LIVE_SCRIPT));
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::PUBLISH));
 static HISTORY: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::HISTORY));
 
-/// Reconnection of a command connection: a few quick tries inside one command, then the command
-/// fails (the caller answers 503) and the next command tries again.
-const RECONNECT_TRIES: usize = 2;
-const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The node's connections to the Redis servers of its cluster.
 pub struct RedisBackplane {
-    /// One per `REDIS_URL` entry, in the operator's order: a topic's server is
-    /// `servers[shard_of(topic, servers.len())]`; membership lives on the first.
-    servers: Vec<ConnectionManager>,
-    /// The same servers, for the listeners' pub/sub connections.
-    clients: Vec<Client>,
-    /// One listener per server: topics whose local interest may have changed.
+    /// Where commands go: independent servers or one Redis Cluster.
+    servers: Servers,
+    /// The settings, for the listeners' pub/sub connections.
+    config: ClusterConfig,
+    /// One listener per independent server, or one for a Redis Cluster: topics whose local
+    /// interest may have changed.
     interests: Vec<mpsc::UnboundedSender<Interest>>,
     /// Their receivers, until [`RedisBackplane::listen`] starts the listeners.
     pending_listeners: std::sync::Mutex<Vec<mpsc::UnboundedReceiver<Interest>>>,
@@ -60,25 +54,16 @@ impl RedisBackplane {
         node_name: String,
         retention: Retention,
     ) -> Result<RedisBackplane, BackplaneError> {
-        let manager_config = ConnectionManagerConfig::new()
-            .set_number_of_retries(RECONNECT_TRIES)
-            .set_min_delay(RECONNECT_MIN_DELAY)
-            .set_max_delay(COMMAND_TIMEOUT / 4)
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let clients = config
-            .redis_urls
-            .iter()
-            .map(|url| Client::open(url.expose()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let servers = clients
-            .iter()
-            .map(|client| ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let (interests, receivers) = clients.iter().map(|_| mpsc::unbounded_channel()).unzip();
+        let servers = Servers::new(config)?;
+        let listeners = if config.redis_cluster {
+            1
+        } else {
+            config.redis_urls.len()
+        };
+        let (interests, receivers) = (0..listeners).map(|_| mpsc::unbounded_channel()).unzip();
         Ok(RedisBackplane {
             servers,
-            clients,
+            config: config.clone(),
             interests,
             pending_listeners: std::sync::Mutex::new(receivers),
             node_name,
@@ -87,13 +72,19 @@ impl RedisBackplane {
         })
     }
 
-    /// Starts one listener per server, delivering to `hub` until `stop`. Call once.
-    pub fn listen(self: &Arc<Self>, hub: &Arc<Hub>, stop: &watch::Receiver<bool>) {
+    /// Starts the listeners, delivering to `hub` until `stop`. Call once.
+    pub fn listen(self: &Arc<Self>, hub: &Arc<Hub>, stop: &watch::Receiver<bool>) -> Result<(), BackplaneError> {
         let receivers = std::mem::take(&mut *self.pending_listeners.lock().unwrap_or_else(|e| e.into_inner()));
-        let servers = self.clients.len();
-        for (index, (client, receiver)) in self.clients.iter().zip(receivers).enumerate() {
+        if self.config.redis_cluster {
+            let receiver = receivers.into_iter().next().expect("one listener for a Redis Cluster");
+            let listener = cluster_listener::Listener::new(&self.config, self.clone(), hub.clone())?;
+            tokio::spawn(listener.run(receiver, stop.clone()));
+            return Ok(());
+        }
+        let servers = self.config.redis_urls.len();
+        for (index, (url, receiver)) in self.config.redis_urls.iter().zip(receivers).enumerate() {
             tokio::spawn(listener::run(
-                client.clone(),
+                Client::open(url.expose())?,
                 index,
                 servers,
                 self.clone(),
@@ -102,6 +93,7 @@ impl RedisBackplane {
                 stop.clone(),
             ));
         }
+        Ok(())
     }
 
     fn interest(&self, topic: &Topic, ack: Option<oneshot::Sender<bool>>) {
@@ -126,11 +118,6 @@ impl RedisBackplane {
         matches!(tokio::time::timeout(COMMAND_TIMEOUT, rx).await, Ok(Ok(true)))
     }
 
-    /// The connection to the server that holds `topic`.
-    fn server_for(&self, topic: &Topic) -> ConnectionManager {
-        self.servers[shard_of(topic.as_str(), self.servers.len())].clone()
-    }
-
     /// Accepts `messages` on `topic` for the whole cluster, in one script run: assigns their ids,
     /// appends them to the shared history and publishes them on the topic's channel. Returns the
     /// ids. On an error nothing of this call may be assumed either way (a timeout can hide a
@@ -149,12 +136,19 @@ impl RedisBackplane {
             .arg(scripts::channel(t))
             .arg(cap)
             .arg(ttl_ms)
-            .arg(ttl_ms.max(LAST_ID_MIN_TTL_MS));
+            .arg(ttl_ms.max(LAST_ID_MIN_TTL_MS))
+            // Sharded pub/sub keeps a message on the shard that owns the topic's slot, where a
+            // plain PUBLISH would cross the whole cluster bus.
+            .arg(if self.config.redis_cluster {
+                "SPUBLISH"
+            } else {
+                "PUBLISH"
+            });
         for m in messages {
             let timestamp = m.timestamp.map(|ts| ts.to_string()).unwrap_or_default();
             invocation.arg(&m.event[..]).arg(&m.payload[..]).arg(timestamp);
         }
-        let mut conn = self.server_for(topic);
+        let mut conn = self.servers.for_topic(t).await?;
         let ids: Vec<String> = bounded(invocation.invoke_async(&mut conn)).await?;
         ids.iter()
             .map(|id| id.parse().map(EventId))
@@ -167,7 +161,7 @@ impl RedisBackplane {
         if !self.retention.enabled() {
             return Ok(Vec::new());
         }
-        let mut conn = self.server_for(topic);
+        let mut conn = self.servers.for_topic(topic.as_str()).await?;
         let reply: Value = bounded(
             HISTORY
                 .key(scripts::stream_key(topic.as_str()))
@@ -176,6 +170,11 @@ impl RedisBackplane {
         )
         .await?;
         entries(reply).ok_or(BackplaneError::Unexpected("XRANGE answered in an unexpected shape"))
+    }
+
+    /// Whether the shared history keeps messages (`HISTORY_MIN_DURATION` > 0).
+    pub(super) fn history_enabled(&self) -> bool {
+        self.retention.enabled()
     }
 
     /// How long a node stays listed after its last heartbeat (`CLUSTER_NODE_TTL`).
@@ -188,14 +187,9 @@ impl RedisBackplane {
         &self.node_name
     }
 
-    /// The connection to the server that holds cluster-wide keys (membership).
-    fn first(&self) -> ConnectionManager {
-        self.servers[0].clone()
-    }
-
     /// Announces this node until now + `CLUSTER_NODE_TTL`, forgetting nodes whose time passed.
     pub async fn heartbeat(&self) -> Result<(), BackplaneError> {
-        let mut conn = self.first();
+        let mut conn = self.servers.for_membership().await?;
         let ttl_ms = self.node_ttl.as_millis() as u64;
         bounded(
             HEARTBEAT
@@ -208,19 +202,17 @@ impl RedisBackplane {
         Ok(())
     }
 
-    /// Warns when a server is a Redis Cluster node: Herald does not speak the cluster protocol
-    /// yet, so keys in other nodes' slots would fail with MOVED. Independent servers listed in
-    /// `REDIS_URL` shard topics instead.
+    /// Says so when an independent server is a Redis Cluster node: keys in other nodes' slots
+    /// would fail with MOVED unless `REDIS_CLUSTER=true`.
     async fn warn_if_redis_cluster(&self) -> Result<(), BackplaneError> {
-        for (index, server) in self.servers.iter().enumerate() {
+        for (index, server) in self.servers.sharded().iter().enumerate() {
             let mut conn = server.clone();
             let info: String = bounded(::redis::cmd("INFO").arg("cluster").query_async(&mut conn)).await?;
             if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
                 tracing::error!(
                     server = index,
-                    "REDIS_URL names a Redis Cluster node, which Herald does not support yet: publishes to \
-                     topics in other nodes' slots will fail. List independent Redis servers instead \
-                     (docs/cluster.md)"
+                    "REDIS_URL names a Redis Cluster node but REDIS_CLUSTER is false: publishes to topics \
+                     in other nodes' slots will fail. Set REDIS_CLUSTER=true (docs/cluster.md)"
                 );
             }
         }
@@ -229,7 +221,7 @@ impl RedisBackplane {
 
     /// Removes this node from the live set (a clean stop).
     pub async fn leave(&self) -> Result<(), BackplaneError> {
-        let mut conn = self.first();
+        let mut conn = self.servers.for_membership().await?;
         bounded(
             ::redis::cmd("ZREM")
                 .arg(NODES_KEY)
@@ -242,7 +234,7 @@ impl RedisBackplane {
 
     /// The names of the live nodes.
     pub async fn live_nodes(&self) -> Result<Vec<String>, BackplaneError> {
-        let mut conn = self.first();
+        let mut conn = self.servers.for_membership().await?;
         bounded(LIVE.key(NODES_KEY).invoke_async::<Vec<String>>(&mut conn)).await
     }
 }
@@ -288,14 +280,6 @@ fn entries(reply: Value) -> Option<Vec<Carried>> {
             })
         })
         .collect()
-}
-
-/// Runs `command` for at most [`COMMAND_TIMEOUT`].
-async fn bounded<T>(command: impl Future<Output = ::redis::RedisResult<T>>) -> Result<T, BackplaneError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(BackplaneError::Timeout(COMMAND_TIMEOUT)),
-    }
 }
 
 /// Heartbeats every third of the node TTL until `stop`, then leaves the live set. A failed

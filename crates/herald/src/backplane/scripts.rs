@@ -32,8 +32,9 @@ pub const LAST_ID_MIN_TTL_MS: u64 = 60_000;
 /// Publishes a batch on one topic.
 ///
 /// KEYS[1] stream, KEYS[2] last id. ARGV[1] channel, ARGV[2] per-topic cap (0: no history),
-/// ARGV[3] message TTL in ms (0: no history), ARGV[4] TTL of the last-id key, then for each
-/// message: event, payload, publisher timestamp ('' when the server assigns the id).
+/// ARGV[3] message TTL in ms (0: no history), ARGV[4] TTL of the last-id key, ARGV[5] the publish
+/// command (`PUBLISH`, or `SPUBLISH` on a Redis Cluster: the channel shares the keys' slot), then
+/// for each message: event, payload, publisher timestamp ('' when the server assigns the id).
 /// Returns the event ids, as strings, in order.
 pub const PUBLISH: &str = r"
 local function gt(a, b)
@@ -53,7 +54,7 @@ local cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep = cap > 0 and ttl > 0
 local last = redis.call('GET', KEYS[2]) or '0'
 local out, ids = {}, {}
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local event, payload, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local id = ts
   if id == '' then
@@ -73,7 +74,7 @@ if keep then
   redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', tonumber(now) - ttl))
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-redis.call('PUBLISH', ARGV[1], table.concat(out))
+redis.call(ARGV[5], ARGV[1], table.concat(out))
 return ids
 ";
 
