@@ -648,6 +648,25 @@ impl Config {
                 }
             }
         };
+        if redis_cluster && cluster.is_some() {
+            // A topic's keys share the hash tag `{issuer-name}`; Redis ignores an empty tag, so for
+            // an issuer starting with `}` the keys would land in different slots (CROSSSLOT).
+            if let Some(issuer) = public
+                .issuers()
+                .iter()
+                .chain(internal.issuers())
+                .find(|i| i.name.starts_with('}'))
+            {
+                r.fail(
+                    "REDIS_CLUSTER",
+                    "true",
+                    format!(
+                        "issuer {:?} in JWT_CONFIG starts with '}}', which Redis Cluster cannot keep in one slot; rename the issuer or use REDIS_CLUSTER=false",
+                        &*issuer.name
+                    ),
+                );
+            }
+        }
 
         let outbox_capacity = r.integer("SUBSCRIPTION_OUTBOX_CAPACITY", 1024, 1, 1 << 20) as usize;
         let errors_before_drain = r.errors.len();
@@ -990,6 +1009,22 @@ mod tests {
         assert!(c.redis_cluster);
         let err = parse(&[("REDIS_URL", "redis://h:1"), ("REDIS_CLUSTER", "maybe")]).unwrap_err();
         assert_eq!(err.0[0].name, "REDIS_CLUSTER");
+    }
+
+    #[test]
+    fn an_issuer_that_redis_cluster_cannot_keep_in_one_slot_is_refused() {
+        let jwt = r#"{"service_name":"s","clients":{"}odd":"a-secret-of-enough-length-0123456789"}}"#;
+        let on_cluster = [
+            ("REDIS_URL", "redis://h:1"),
+            ("REDIS_CLUSTER", "true"),
+            ("JWT_CONFIG", jwt),
+        ];
+        let err = parse(&on_cluster).unwrap_err();
+        assert_eq!(err.0[0].name, "REDIS_CLUSTER");
+        assert!(err.to_string().contains("}odd"), "{err}");
+        assert!(!err.to_string().contains("a-secret"), "{err}");
+        // Independent servers have no slots: the same issuer is fine there.
+        assert!(parse(&[("REDIS_URL", "redis://h:1"), ("JWT_CONFIG", jwt)]).is_ok());
     }
 
     #[test]
