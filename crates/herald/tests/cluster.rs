@@ -40,6 +40,10 @@ fn nodes_on_one_redis_see_each_other() {
     let others = text.split("Nodes: [").nth(1).unwrap();
     assert_eq!(others.matches(":\"herald@").count(), 2, "{text}");
     assert!(!others.contains(current), "{text}");
+    // The gauge follows the heartbeats.
+    eventually("the cluster-size gauge to read 3", || {
+        metric(&nodes[0], "herald_cluster_nodes") == 3.0
+    });
 }
 
 #[test]
@@ -314,6 +318,11 @@ fn redis_restarted_mid_stream_loses_no_retained_message() {
     publish(&nodes[0], "after");
     assert_eq!(data_of(&s.next_message()), "after");
     s.expect_silence(Duration::from_millis(300));
+    // An operator sees the outage and the recovery in the metrics.
+    assert!(metric(&nodes[0], r#"herald_backplane_errors_total{operation="publish"}"#) >= 1.0);
+    assert!(metric(&nodes[1], r#"herald_backplane_errors_total{operation="listen"}"#) >= 1.0);
+    assert!(metric(&nodes[1], "herald_backplane_reconnections_total") >= 1.0);
+    assert!(metric(&nodes[1], "herald_backplane_caught_up_topics_total") >= 1.0);
 }
 
 #[test]

@@ -111,6 +111,10 @@ fn every_metric_of_neurow_and_herald_has_its_name_type_and_labels() {
         ("herald_publish_rejected_total", "counter", &["reason"]),
         ("herald_allocated_bytes", "gauge", &[]),
         ("herald_allocator_resident_bytes", "gauge", &[]),
+        ("herald_backplane_errors_total", "counter", &["operation"]),
+        ("herald_backplane_reconnections_total", "counter", &[]),
+        ("herald_backplane_caught_up_topics_total", "counter", &[]),
+        ("herald_cluster_nodes", "gauge", &[]),
         // The process, in Prometheus's standard names.
         ("process_resident_memory_bytes", "gauge", &[]),
         ("process_cpu_seconds_total", "counter", &[]),
@@ -127,6 +131,11 @@ fn every_metric_of_neurow_and_herald_has_its_name_type_and_labels() {
         0.0
     );
     assert_eq!(m.value("stopping", &[]), 0.0);
+    assert_eq!(
+        m.value("herald_backplane_errors_total", &[("operation", "publish")]),
+        0.0
+    );
+    assert_eq!(m.value("herald_cluster_nodes", &[]), 1.0);
     let open = m.value("fd_open_count", &[]);
     assert!(open >= 4.0 && open <= m.value("fd_soft_limit", &[]), "{open}");
     assert!(m.value("fd_soft_limit", &[]) <= m.value("fd_hard_limit", &[]));

@@ -124,6 +124,8 @@ fn a_master_restarted_mid_stream_loses_no_retained_message() {
     assert_eq!(data_of(&s.next_message()), "after");
     s.expect_silence(Duration::from_millis(300));
     s_other.expect_silence(Duration::from_millis(10));
+    assert!(metric(&nodes[1], "herald_backplane_caught_up_topics_total") >= 1.0);
+    assert!(metric(&nodes[0], r#"herald_backplane_errors_total{operation="publish"}"#) >= 1.0);
 }
 
 #[test]

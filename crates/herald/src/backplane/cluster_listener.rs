@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::connection::cluster_client;
 use super::listener::{BACKOFF_MAX, BACKOFF_MIN, Interest, jitter, topic_of};
 use super::scripts::channel;
-use super::{BackplaneError, RedisBackplane, bounded, wire};
+use super::{BackplaneError, BackplaneStats, RedisBackplane, bounded, wire};
 use crate::config::ClusterConfig;
 use crate::hub::Hub;
 use crate::model::Topic;
@@ -116,6 +116,7 @@ impl Listener {
                     } else if self.repair(&mut conn).await {
                         if failing {
                             failing = false;
+                            BackplaneStats::count(&self.backplane.stats().reconnections);
                             tracing::info!(topics = self.subscribed.len(), "listening to the Redis Cluster again");
                         }
                         self.backoff = BACKOFF_MIN;
@@ -149,11 +150,13 @@ impl Listener {
                     }
                     return Some(conn);
                 }
-                Err(error) if !logged => {
-                    logged = true;
-                    tracing::error!(%error, "cannot listen to the Redis Cluster; retrying with backoff");
+                Err(error) => {
+                    BackplaneStats::count(&self.backplane.stats().listen_errors);
+                    if !logged {
+                        logged = true;
+                        tracing::error!(%error, "cannot listen to the Redis Cluster; retrying with backoff");
+                    }
                 }
-                Err(_) => {}
             }
             let deadline = Instant::now() + jitter(self.backoff);
             self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
@@ -211,6 +214,7 @@ impl Listener {
 
     /// Marks every topic stale and repairs them after the backoff.
     fn trouble(&mut self) {
+        BackplaneStats::count(&self.backplane.stats().listen_errors);
         self.stale.extend(self.subscribed.iter().cloned());
         self.retry_later();
     }
@@ -248,6 +252,7 @@ impl Listener {
         let history = self.backplane.history(topic).await?;
         self.hub.deliver(topic, &history);
         self.stale.remove(topic);
+        BackplaneStats::count(&self.backplane.stats().caught_up_topics);
         Ok(())
     }
 

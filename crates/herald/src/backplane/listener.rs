@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::scripts::channel;
 use super::shard::shard_of;
 use super::wire;
-use super::{RedisBackplane, bounded};
+use super::{BackplaneStats, RedisBackplane, bounded};
 use crate::hub::Hub;
 use crate::model::Topic;
 
@@ -85,6 +85,7 @@ pub(super) async fn run(
         let pubsub = match connected {
             Ok(pubsub) => pubsub,
             Err(error) => {
+                BackplaneStats::count(&backplane.stats().listen_errors);
                 if !failing {
                     failing = true;
                     tracing::error!(server = index, %error, "cannot listen to Redis; retrying with backoff");
@@ -107,6 +108,7 @@ pub(super) async fn run(
             subscribed.insert(topic);
         }
         if let Err(error) = resubscribed {
+            BackplaneStats::count(&backplane.stats().listen_errors);
             failing = true;
             tracing::warn!(server = index, %error, "cannot resubscribe to Redis; retrying with backoff");
             continue;
@@ -117,7 +119,10 @@ pub(super) async fn run(
             let mut caught_up = Ok(());
             for topic in &subscribed {
                 match backplane.history(topic).await {
-                    Ok(history) => hub.deliver(topic, &history),
+                    Ok(history) => {
+                        hub.deliver(topic, &history);
+                        BackplaneStats::count(&backplane.stats().caught_up_topics);
+                    }
                     Err(e) => {
                         caught_up = Err(e);
                         break;
@@ -128,6 +133,7 @@ pub(super) async fn run(
                 tracing::warn!(server = index, %error, "cannot catch up from the shared history; retrying with backoff");
                 continue;
             }
+            BackplaneStats::count(&backplane.stats().reconnections);
             tracing::info!(server = index, topics = subscribed.len(), "listening to Redis again");
         }
         backoff = BACKOFF_MIN;
@@ -139,6 +145,7 @@ pub(super) async fn run(
             tokio::select! {
                 message = stream.next() => {
                     let Some(message) = message else {
+                        BackplaneStats::count(&backplane.stats().listen_errors);
                         tracing::warn!(server = index, "lost the Redis pub/sub connection; reconnecting");
                         failing = true;
                         retry = false;
@@ -166,6 +173,7 @@ pub(super) async fn run(
                         let _ = ack.send(result.is_ok() && subscribed.contains(&topic));
                     }
                     if let Err(error) = result {
+                        BackplaneStats::count(&backplane.stats().listen_errors);
                         tracing::warn!(server = index, %error, "Redis pub/sub failed; reconnecting");
                         failing = true;
                         break;
@@ -175,6 +183,7 @@ pub(super) async fn run(
                     // A silent connection may be dead (a partition sends no reset): ask.
                     // In subscribed mode PING answers ["pong", ""], not +PONG: any answer will do.
                     if let Err(error) = bounded(sink.ping::<::redis::Value>()).await {
+                        BackplaneStats::count(&backplane.stats().listen_errors);
                         tracing::warn!(server = index, %error, "Redis pub/sub connection unresponsive; reconnecting");
                         failing = true;
                         break;

@@ -8,14 +8,15 @@
 /// The sorted set of live nodes (on the first Redis server when topics are sharded).
 pub const NODES_KEY: &str = "herald:nodes";
 
-/// Heartbeat: forget expired nodes, then (re)announce this one until now + ttl.
+/// Heartbeat: forget expired nodes, then (re)announce this one until now + ttl. Returns the
+/// number of live nodes.
 /// KEYS[1] = nodes set; ARGV[1] = node name; ARGV[2] = ttl in ms.
 pub(super) const HEARTBEAT_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return now
+return redis.call('ZCARD', KEYS[1])
 ";
 
 /// The names of live nodes, sorted. KEYS[1] = nodes set.

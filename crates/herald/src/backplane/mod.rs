@@ -22,6 +22,7 @@ pub mod shard;
 pub mod wire;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use self::redis::RedisBackplane;
@@ -38,6 +39,32 @@ pub enum Backplane {
     Local,
     /// Nodes share Redis.
     Redis(Arc<RedisBackplane>),
+}
+
+/// What the backplane did, for `/metrics`: written by its tasks, read when Prometheus scrapes.
+#[derive(Debug, Default)]
+pub struct BackplaneStats {
+    /// Publishes Redis did not accept (answered 503).
+    pub publish_errors: AtomicU64,
+    /// Reads of the shared history that failed (resume, `/history`, catch-up).
+    pub history_errors: AtomicU64,
+    /// Heartbeats that failed.
+    pub heartbeat_errors: AtomicU64,
+    /// Pub/sub connections lost, not made, or found unresponsive.
+    pub listen_errors: AtomicU64,
+    /// Times a listener was back on Redis after trouble.
+    pub reconnections: AtomicU64,
+    /// Topics caught up from the shared history after trouble.
+    pub caught_up_topics: AtomicU64,
+    /// Live nodes at the last successful heartbeat (0 before the first).
+    pub live_nodes: AtomicU64,
+}
+
+impl BackplaneStats {
+    /// Adds one to `counter`.
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Why a backplane operation failed.

@@ -17,7 +17,7 @@ use super::membership::{HEARTBEAT_SCRIPT, LIVE_SCRIPT, NODES_KEY};
 use super::scripts::{self, LAST_ID_MIN_TTL_MS};
 use super::shard::shard_of;
 use super::wire::{Carried, StreamId};
-use super::{BackplaneError, COMMAND_TIMEOUT, bounded, cluster_listener};
+use super::{BackplaneError, BackplaneStats, COMMAND_TIMEOUT, bounded, cluster_listener};
 use crate::config::ClusterConfig;
 use crate::history::Retention;
 use crate::hub::Hub;
@@ -45,6 +45,8 @@ pub struct RedisBackplane {
     node_ttl: Duration,
     /// Retention of the shared history (the same settings as a single node's).
     retention: Retention,
+    /// What happened, for `/metrics`.
+    stats: BackplaneStats,
 }
 
 impl RedisBackplane {
@@ -69,6 +71,7 @@ impl RedisBackplane {
             node_name,
             node_ttl: config.node_ttl,
             retention,
+            stats: BackplaneStats::default(),
         })
     }
 
@@ -148,12 +151,26 @@ impl RedisBackplane {
             let timestamp = m.timestamp.map(|ts| ts.to_string()).unwrap_or_default();
             invocation.arg(&m.event[..]).arg(&m.payload[..]).arg(timestamp);
         }
-        let mut conn = self.servers.for_topic(t).await?;
-        let ids: Vec<String> = bounded(invocation.invoke_async(&mut conn)).await?;
+        let ids: Vec<String> = match self.run_publish(t, &invocation).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                BackplaneStats::count(&self.stats.publish_errors);
+                return Err(e);
+            }
+        };
         ids.iter()
             .map(|id| id.parse().map(EventId))
             .collect::<Result<_, _>>()
             .map_err(|_| BackplaneError::Unexpected("the publish script returned an id that is not a u64"))
+    }
+
+    async fn run_publish(
+        &self,
+        topic: &str,
+        invocation: &::redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<String>, BackplaneError> {
+        let mut conn = self.servers.for_topic(topic).await?;
+        bounded(invocation.invoke_async(&mut conn)).await
     }
 
     /// The retained messages of `topic` from the shared history, oldest first (stream order).
@@ -161,6 +178,14 @@ impl RedisBackplane {
         if !self.retention.enabled() {
             return Ok(Vec::new());
         }
+        let read = self.read_history(topic).await;
+        if read.is_err() {
+            BackplaneStats::count(&self.stats.history_errors);
+        }
+        read
+    }
+
+    async fn read_history(&self, topic: &Topic) -> Result<Vec<Carried>, BackplaneError> {
         let mut conn = self.servers.for_topic(topic.as_str()).await?;
         let reply: Value = bounded(
             HISTORY
@@ -170,6 +195,11 @@ impl RedisBackplane {
         )
         .await?;
         entries(reply).ok_or(BackplaneError::Unexpected("XRANGE answered in an unexpected shape"))
+    }
+
+    /// What the backplane did, for `/metrics`.
+    pub fn stats(&self) -> &BackplaneStats {
+        &self.stats
     }
 
     /// Whether the shared history keeps messages (`HISTORY_MIN_DURATION` > 0).
@@ -191,14 +221,15 @@ impl RedisBackplane {
     pub async fn heartbeat(&self) -> Result<(), BackplaneError> {
         let mut conn = self.servers.for_membership().await?;
         let ttl_ms = self.node_ttl.as_millis() as u64;
-        bounded(
+        let live: u64 = bounded(
             HEARTBEAT
                 .key(NODES_KEY)
                 .arg(&self.node_name)
                 .arg(ttl_ms)
-                .invoke_async::<u64>(&mut conn),
+                .invoke_async(&mut conn),
         )
         .await?;
+        self.stats.live_nodes.store(live, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -295,7 +326,11 @@ pub async fn run_heartbeat(backplane: Arc<RedisBackplane>, mut stop: watch::Rece
                 if !checked {
                     checked = backplane.warn_if_redis_cluster().await.is_ok();
                 }
-                match backplane.heartbeat().await {
+                let beat = backplane.heartbeat().await;
+                if beat.is_err() {
+                    BackplaneStats::count(&backplane.stats.heartbeat_errors);
+                }
+                match beat {
                     Ok(()) if failing => {
                         failing = false;
                         tracing::info!(node = backplane.node_name(), "cluster heartbeat restored");

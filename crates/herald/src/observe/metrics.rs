@@ -14,6 +14,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::backplane::BackplaneStats;
 use crate::hub::HubStats;
 use crate::observe::process;
 
@@ -55,6 +56,9 @@ pub const CONNECTION_REJECTION_REASONS: [&str; 4] = [
 /// `PUBLISH_MAX_BODY_SIZE` (413).
 pub const PUBLISH_REJECTION_REASONS: [&str; 1] = ["body_too_large"];
 
+/// The `operation` label of `herald_backplane_errors_total`.
+pub const BACKPLANE_OPERATIONS: [&str; 4] = ["publish", "history", "heartbeat", "listen"];
+
 /// Every metric of the node.
 pub struct Metrics {
     registry: Registry,
@@ -89,6 +93,10 @@ pub struct Metrics {
     fd_soft_limit: IntGauge,
     fd_hard_limit: IntGauge,
     delivery_latency: Histogram,
+    backplane_errors: IntCounterVec,
+    backplane_reconnections: IntCounter,
+    backplane_caught_up_topics: IntCounter,
+    cluster_nodes: IntGauge,
     /// `message{kind="published"}` per configured issuer, looked up without hashing the labels.
     published_by_issuer: HashMap<Box<str>, IntCounter>,
     /// `http_request_count` of the usual statuses, per interface, found without formatting.
@@ -271,6 +279,27 @@ impl Metrics {
                 r.register(Box::new(h.clone())).expect("metric names are unique");
                 h
             },
+            backplane_errors: counter_vec(
+                &r,
+                "herald_backplane_errors_total",
+                "Redis operations that failed, by operation (publish, history, heartbeat, listen); always 0 on a node without REDIS_URL",
+                &["operation"],
+            ),
+            backplane_reconnections: counter(
+                &r,
+                "herald_backplane_reconnections_total",
+                "Times a pub/sub listener was back on Redis after losing it",
+            ),
+            backplane_caught_up_topics: counter(
+                &r,
+                "herald_backplane_caught_up_topics_total",
+                "Topics caught up from the shared history after a pub/sub outage",
+            ),
+            cluster_nodes: gauge(
+                &r,
+                "herald_cluster_nodes",
+                "Live nodes at this node's last successful heartbeat (1 without REDIS_URL)",
+            ),
             published_by_issuer: HashMap::new(),
             usual_statuses: Vec::new(),
             registry: r,
@@ -292,6 +321,10 @@ impl Metrics {
             m.http_request_exception_count
                 .with_label_values(&[interface.label(), "error"]);
         }
+        for operation in BACKPLANE_OPERATIONS {
+            m.backplane_errors.with_label_values(&[operation]);
+        }
+        m.cluster_nodes.set(1);
         for status in ["400", "431"] {
             m.http_request_early_error_count
                 .with_label_values(&[Interface::Public.label(), status]);
@@ -433,8 +466,8 @@ impl Metrics {
         self.stopping.set(1);
     }
 
-    /// The Prometheus text exposition, with the hub's figures copied in.
-    pub fn render(&self, hub: &HubStats) -> String {
+    /// The Prometheus text exposition, with the hub's and the backplane's figures copied in.
+    pub fn render(&self, hub: &HubStats, backplane: Option<&BackplaneStats>) -> String {
         let load = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as i64;
         self.topics.set(load(&hub.topics));
         self.subscriptions.set(load(&hub.subscriptions));
@@ -458,6 +491,19 @@ impl Metrics {
         catch_up(&self.replayed, &hub.replayed);
         catch_up(&self.accepted, &hub.messages_accepted);
         catch_up(&self.history_rotate, &hub.expiry_sweeps);
+        if let Some(b) = backplane {
+            for (operation, total) in BACKPLANE_OPERATIONS.into_iter().zip([
+                &b.publish_errors,
+                &b.history_errors,
+                &b.heartbeat_errors,
+                &b.listen_errors,
+            ]) {
+                catch_up(&self.backplane_errors.with_label_values(&[operation]), total);
+            }
+            catch_up(&self.backplane_reconnections, &b.reconnections);
+            catch_up(&self.backplane_caught_up_topics, &b.caught_up_topics);
+            self.cluster_nodes.set(b.live_nodes.load(Ordering::Relaxed) as i64);
+        }
         if let Some(memory) = process::allocator_memory() {
             self.allocated_bytes.set(memory.allocated as i64);
             self.allocator_resident_bytes.set(memory.resident as i64);

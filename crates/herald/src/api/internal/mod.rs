@@ -238,7 +238,13 @@ async fn history(State(state): State<Arc<InternalState>>, Path(topic): Path<Stri
 async fn metrics(State(state): State<Arc<InternalState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(state.hub.stats()),
+        state.metrics.render(
+            state.hub.stats(),
+            match &state.backplane {
+                Backplane::Local => None,
+                Backplane::Redis(redis) => Some(redis.stats()),
+            },
+        ),
     )
         .into_response()
 }
