@@ -326,6 +326,32 @@ fn redis_restarted_mid_stream_loses_no_retained_message() {
 }
 
 #[test]
+fn a_catch_up_after_an_outage_brings_live_subscribers_only_what_came_after_them() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[FAST_TTL]);
+    for i in 1..=3 {
+        publish(&nodes[0], &format!("old{i}"));
+    }
+    // Live only: the three retained messages came before it and are not for it.
+    let mut s = nodes[1].subscribe(&sub_token("test_issuer1", "t"), "");
+    assert_eq!(s.response.status, 200);
+    eventually("node 1 to listen", || {
+        redis.channel_subscribers("herald:{test_issuer1-t}") == 1
+    });
+    redis.freeze();
+    eventually("node 1 to find Redis unresponsive", || {
+        nodes[1].logs().iter().any(|l| l.contains("unresponsive"))
+    });
+    redis.thaw();
+    eventually("node 1 to catch up", || {
+        metric(&nodes[1], "herald_backplane_caught_up_topics_total") >= 1.0
+    });
+    publish(&nodes[0], "new");
+    assert_eq!(data_of(&s.next_message()), "new");
+    s.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
 fn two_shards_split_topics_and_deliver_each_once() {
     let shards = [RedisServer::start(), RedisServer::start()];
     let url = format!("{},{}", shards[0].url(), shards[1].url());

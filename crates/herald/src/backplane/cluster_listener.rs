@@ -232,6 +232,7 @@ impl Listener {
         }
         match (want, self.subscribed.contains(topic)) {
             (true, false) => {
+                self.backplane.mark_history_seen(&self.hub, topic).await;
                 bounded(conn.ssubscribe(channel(topic.as_str()))).await?;
                 self.subscribed.insert(topic.clone());
             }

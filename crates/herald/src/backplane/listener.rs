@@ -161,9 +161,12 @@ pub(super) async fn run(
                     let topic = interest.topic;
                     let want = hub.has_subscribers(&topic);
                     let result = match (want, subscribed.contains(&topic)) {
-                        (true, false) => bounded(sink.subscribe(channel(topic.as_str()))).await.map(|()| {
-                            subscribed.insert(topic.clone());
-                        }),
+                        (true, false) => {
+                            backplane.mark_history_seen(&hub, &topic).await;
+                            bounded(sink.subscribe(channel(topic.as_str()))).await.map(|()| {
+                                subscribed.insert(topic.clone());
+                            })
+                        }
                         (false, true) => bounded(sink.unsubscribe(channel(topic.as_str()))).await.map(|()| {
                             subscribed.remove(&topic);
                         }),

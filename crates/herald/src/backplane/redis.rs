@@ -207,6 +207,37 @@ impl RedisBackplane {
         self.retention.enabled()
     }
 
+    /// Before this node listens to `topic`'s channel for the first time: marks the messages its
+    /// history holds already as delivered, so a catch-up after a later outage only brings what was
+    /// published since. Best effort: without an answer, a catch-up may bring older retained
+    /// messages too (never fewer).
+    pub(super) async fn mark_history_seen(&self, hub: &Hub, topic: &Topic) {
+        if !self.retention.enabled() {
+            return;
+        }
+        let read = async {
+            let mut conn = self.servers.for_topic(topic.as_str()).await?;
+            bounded(
+                ::redis::cmd("XREVRANGE")
+                    .arg(scripts::stream_key(topic.as_str()))
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async::<Value>(&mut conn),
+            )
+            .await
+        };
+        match read.await.map(entries) {
+            Ok(Some(last)) => {
+                if let Some(last) = last.first() {
+                    hub.skip_delivered_through(topic, last.stream_id);
+                }
+            }
+            Ok(None) | Err(_) => BackplaneStats::count(&self.stats.history_errors),
+        }
+    }
+
     /// How long a node stays listed after its last heartbeat (`CLUSTER_NODE_TTL`).
     pub fn node_ttl(&self) -> Duration {
         self.node_ttl

@@ -192,6 +192,16 @@ impl Hub {
         self.stats.frames_queued.fetch_add(queued, Ordering::Relaxed);
     }
 
+    /// Records that the messages of `topic` up to stream id `through` came before this node
+    /// listened to it, so a later catch-up from the shared history does not hand them to live
+    /// subscribers who never asked for them. Call before subscribing to the topic's channel.
+    pub fn skip_delivered_through(&self, topic: &Topic, through: StreamId) {
+        let mut shard = self.shard(topic);
+        if let Some(state) = shard.topics.get_mut(topic) {
+            state.last_delivered = state.last_delivered.max(through);
+        }
+    }
+
     /// Whether `topic` has subscribers on this node (the backplane listens to its channel then).
     pub fn has_subscribers(&self, topic: &Topic) -> bool {
         self.shard(topic)
