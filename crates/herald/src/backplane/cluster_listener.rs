@@ -46,6 +46,8 @@ pub(super) struct Listener {
     /// When to repair the stale topics, or else check that every cluster node answers.
     next_check: Instant,
     backoff: std::time::Duration,
+    /// Set by trouble, cleared once every stale topic is repaired.
+    failing: bool,
 }
 
 impl Listener {
@@ -69,6 +71,7 @@ impl Listener {
             stale: HashSet::new(),
             next_check: Instant::now(),
             backoff: BACKOFF_MIN,
+            failing: false,
         })
     }
 
@@ -84,10 +87,12 @@ impl Listener {
         // Topics that got subscribers before the cluster answered: live from now on (resumes
         // were refused meanwhile and retry).
         for topic in self.hub.topics_with_subscribers() {
-            self.subscribed.insert(topic.clone());
-            self.stale.insert(topic);
+            if self.settle(&mut conn, &topic).await.is_err() {
+                self.subscribed.insert(topic.clone());
+                self.stale.insert(topic);
+                self.trouble();
+            }
         }
-        let mut failing = false;
         loop {
             tokio::select! {
                 Some(push) = self.pushes.recv() => self.on_push(push),
@@ -109,20 +114,18 @@ impl Listener {
                         if let Err(error) = bounded(::redis::cmd("PING").query_async::<Value>(&mut conn)).await {
                             tracing::warn!(%error, "a Redis Cluster node does not answer; catching up with backoff");
                             self.trouble();
-                            failing = true;
                         } else {
                             self.next_check = Instant::now() + self.backplane.node_ttl();
                         }
                     } else if self.repair(&mut conn).await {
-                        if failing {
-                            failing = false;
+                        if self.failing {
+                            self.failing = false;
                             BackplaneStats::count(&self.backplane.stats().reconnections);
                             tracing::info!(topics = self.subscribed.len(), "listening to the Redis Cluster again");
                         }
                         self.backoff = BACKOFF_MIN;
                         self.next_check = Instant::now() + self.backplane.node_ttl();
                     } else {
-                        failing = true;
                         self.retry_later();
                     }
                 }
@@ -214,6 +217,7 @@ impl Listener {
 
     /// Marks every topic stale and repairs them after the backoff.
     fn trouble(&mut self) {
+        self.failing = true;
         BackplaneStats::count(&self.backplane.stats().listen_errors);
         self.stale.extend(self.subscribed.iter().cloned());
         self.retry_later();
