@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::connection::cluster_client;
-use super::listener::{BACKOFF_MAX, BACKOFF_MIN, Interest, jitter, topic_of};
+use super::listener::{BACKOFF_MAX, BACKOFF_MIN, Interest, jitter, topic_of, wait_refusing};
 use super::scripts::channel;
 use super::{BackplaneError, BackplaneStats, RedisBackplane, bounded, wire};
 use crate::config::ClusterConfig;
@@ -163,16 +163,8 @@ impl Listener {
             }
             let deadline = Instant::now() + jitter(self.backoff);
             self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    Some(interest) = interests.recv() => {
-                        if let Some(ack) = interest.ack {
-                            let _ = ack.send(false);
-                        }
-                    }
-                    _ = crate::server::stopped(stop) => return None,
-                }
+            if !wait_refusing(deadline, interests, stop).await {
+                return None;
             }
         }
     }

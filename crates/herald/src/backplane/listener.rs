@@ -65,16 +65,8 @@ pub(super) async fn run(
             // Acknowledgements are refused while disconnected, so resumes fail fast and retry.
             let deadline = tokio::time::Instant::now() + jitter(backoff);
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    Some(interest) = interests.recv() => {
-                        if let Some(ack) = interest.ack {
-                            let _ = ack.send(false);
-                        }
-                    }
-                    _ = crate::server::stopped(&mut stop) => return,
-                }
+            if !wait_refusing(deadline, &mut interests, &mut stop).await {
+                return;
             }
         }
         retry = true;
@@ -194,6 +186,26 @@ pub(super) async fn run(
                 }
                 _ = crate::server::stopped(&mut stop) => return,
             }
+        }
+    }
+}
+
+/// Waits until `deadline`, refusing every acknowledgement meanwhile (so resumes fail fast and
+/// retry). False if the node stops first.
+pub(super) async fn wait_refusing(
+    deadline: tokio::time::Instant,
+    interests: &mut mpsc::UnboundedReceiver<Interest>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return true,
+            Some(interest) = interests.recv() => {
+                if let Some(ack) = interest.ack {
+                    let _ = ack.send(false);
+                }
+            }
+            _ = crate::server::stopped(stop) => return false,
         }
     }
 }
