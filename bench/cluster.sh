@@ -75,8 +75,9 @@ for rep in $(seq 1 "$REPEAT"); do
             cluster_dir=$(mktemp -d)
             addresses=""
             for m in 1 2 3; do
+                # The bus port defaults to port + 10000, past 65535 for a high free port.
                 start_redis "$setup-$rep-$m" --cluster-enabled yes --dir "$cluster_dir" \
-                    --cluster-config-file "$cluster_dir/nodes-$m.conf"
+                    --cluster-config-file "$cluster_dir/nodes-$m.conf" --cluster-port "$(free_port)"
                 addresses="$addresses 127.0.0.1:$REDIS_PORT"
             done
             # shellcheck disable=SC2086

@@ -24,11 +24,17 @@ impl RedisServer {
 
     /// Starts one on a free port with extra `redis-server` arguments.
     pub fn start_with(args: &[&str]) -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let free_port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        if args.iter().any(|a| a == "--cluster-enabled") {
+            // The cluster bus defaults to port + 10,000, past 65,535 for a high free port.
+            args.extend(["--cluster-port".to_owned(), free_port().to_string()]);
+        }
         let mut server = RedisServer {
             child: None,
             port,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            args,
         };
         server.restart();
         server
