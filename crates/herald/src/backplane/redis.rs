@@ -41,8 +41,6 @@ pub struct RedisBackplane {
     pending_listeners: std::sync::Mutex<Vec<mpsc::UnboundedReceiver<Interest>>>,
     /// This node's name in `herald:nodes`.
     node_name: String,
-    /// How long a heartbeat keeps this node listed.
-    node_ttl: Duration,
     /// Retention of the shared history (the same settings as a single node's).
     retention: Retention,
     /// What happened, for `/metrics`.
@@ -69,7 +67,6 @@ impl RedisBackplane {
             interests,
             pending_listeners: std::sync::Mutex::new(receivers),
             node_name,
-            node_ttl: config.node_ttl,
             retention,
             stats: BackplaneStats::default(),
         })
@@ -240,7 +237,7 @@ impl RedisBackplane {
 
     /// How long a node stays listed after its last heartbeat (`CLUSTER_NODE_TTL`).
     pub fn node_ttl(&self) -> Duration {
-        self.node_ttl
+        self.config.node_ttl
     }
 
     /// This node's name.
@@ -251,7 +248,7 @@ impl RedisBackplane {
     /// Announces this node until now + `CLUSTER_NODE_TTL`, forgetting nodes whose time passed.
     pub async fn heartbeat(&self) -> Result<(), BackplaneError> {
         let mut conn = self.servers.for_membership().await?;
-        let ttl_ms = self.node_ttl.as_millis() as u64;
+        let ttl_ms = self.config.node_ttl.as_millis() as u64;
         let live: u64 = bounded(
             HEARTBEAT
                 .key(NODES_KEY)
@@ -347,7 +344,7 @@ fn entries(reply: Value) -> Option<Vec<Carried>> {
 /// Heartbeats every third of the node TTL until `stop`, then leaves the live set. A failed
 /// heartbeat is logged once per outage and retried at the next tick.
 pub async fn run_heartbeat(backplane: Arc<RedisBackplane>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(backplane.node_ttl / 3);
+    let mut tick = tokio::time::interval(backplane.node_ttl() / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     let mut checked = false;
