@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis::{RedisServer, start_nodes};
+use common::redis::{RedisServer, redis_cli, start_nodes};
 use common::*;
 
 /// A short heartbeat TTL, so a killed node drops out quickly.
@@ -349,6 +349,24 @@ fn a_catch_up_after_an_outage_brings_live_subscribers_only_what_came_after_them(
     publish(&nodes[0], "new");
     assert_eq!(data_of(&s.next_message()), "new");
     s.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn every_key_of_a_topic_expires_even_when_its_stream_is_recreated() {
+    let redis = RedisServer::start();
+    // D = 4 s: messages live 1.5 D = 6 s, and so does the stream after its last publish.
+    let nodes = start_nodes(&redis.url(), 1, &[("HISTORY_MIN_DURATION", "4")]);
+    let pttl = |key: &str| -> i64 { redis_cli(redis.port, &["pttl", key]).trim().parse().unwrap() };
+    let (stream, last) = ("herald:{test_issuer1-t}:h", "herald:{test_issuer1-t}:last");
+    publish(&nodes[0], "1");
+    assert!((5_000..=6_000).contains(&pttl(stream)), "{}", pttl(stream));
+    // The last id outlives the stream (at least a minute), so ids keep increasing.
+    assert!((55_000..=60_000).contains(&pttl(last)), "{}", pttl(last));
+    // A stream that vanished (evicted, deleted) gets an expiry again with the next publish.
+    assert_eq!(redis_cli(redis.port, &["del", stream]).trim(), "1");
+    publish(&nodes[0], "2");
+    assert!((5_000..=6_000).contains(&pttl(stream)), "{}", pttl(stream));
+    assert_eq!(history_ids(&nodes[0], "test_issuer1-t").len(), 1);
 }
 
 #[test]
