@@ -370,6 +370,37 @@ fn every_key_of_a_topic_expires_even_when_its_stream_is_recreated() {
 }
 
 #[test]
+fn after_a_redis_restart_every_topic_is_listened_to_and_caught_up() {
+    let mut redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    let topics: Vec<String> = (0..50).map(|i| format!("topic{i}")).collect();
+    let mut subs: Vec<Sse> = topics
+        .iter()
+        .map(|t| nodes[1].subscribe(&sub_token("test_issuer1", t), "last-event-id: 0\r\n"))
+        .collect();
+    redis.restart();
+    // Published as soon as node 0 reaches Redis again, before or after node 1 listens again: each
+    // arrives once, live or from the catch-up.
+    for t in &topics {
+        let body = format!(r#"{{"topic":"{t}","message":{{"event":"e","payload":"{t}"}}}}"#);
+        eventually("a publish to be accepted", || {
+            nodes[0].publish(&pub_token("test_issuer1"), &body).status == 200
+        });
+    }
+    for (t, s) in topics.iter().zip(&mut subs) {
+        assert_eq!(&data_of(&s.next_message()), t);
+    }
+    for s in &mut subs {
+        s.expect_silence(Duration::from_millis(10));
+    }
+    eventually("node 1 to listen to every topic", || {
+        topics
+            .iter()
+            .all(|t| redis.channel_subscribers(&format!("herald:{{test_issuer1-{t}}}")) == 1)
+    });
+}
+
+#[test]
 fn two_shards_split_topics_and_deliver_each_once() {
     let shards = [RedisServer::start(), RedisServer::start()];
     let url = format!("{},{}", shards[0].url(), shards[1].url());
