@@ -70,10 +70,10 @@ impl TokenCache {
     pub fn get(&self) -> anyhow::Result<String> {
         let now = now_s();
         let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((token, renew_at)) = current.as_ref() {
-            if now < *renew_at {
-                return Ok(token.clone());
-            }
+        if let Some((token, renew_at)) = current.as_ref()
+            && now < *renew_at
+        {
+            return Ok(token.clone());
         }
         let token = self.settings.mint(None)?;
         *current = Some((token.clone(), now + self.settings.lifetime_s / 2));

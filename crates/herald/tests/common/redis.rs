@@ -231,10 +231,10 @@ impl RedisCluster {
         // Lines: start, end, ip, port, id, … per range.
         let lines: Vec<&str> = shards.lines().map(str::trim).collect();
         for w in lines.windows(4) {
-            if let (Ok(start), Ok(end), Ok(port)) = (w[0].parse::<u16>(), w[1].parse::<u16>(), w[3].parse::<u16>()) {
-                if (start..=end).contains(&slot) {
-                    return self.nodes.iter().position(|n| n.port == port).unwrap();
-                }
+            if let (Ok(start), Ok(end), Ok(port)) = (w[0].parse::<u16>(), w[1].parse::<u16>(), w[3].parse::<u16>())
+                && (start..=end).contains(&slot)
+            {
+                return self.nodes.iter().position(|n| n.port == port).unwrap();
             }
         }
         panic!("no node owns slot {slot}: {shards}");
