@@ -37,7 +37,7 @@ pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const RESUBSCRIBE_BATCH: usize = 1_000;
 
 /// History reads in flight at once while a reconnected listener catches up.
-const CATCH_UP_READS: usize = 64;
+pub(super) const CATCH_UP_READS: usize = 64;
 
 /// A topic whose local interest may have changed; `ack` (if any) learns whether the listener is
 /// subscribed to it once that is settled.

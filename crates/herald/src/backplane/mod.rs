@@ -19,6 +19,7 @@ mod redis;
 pub use self::redis::run_heartbeat;
 pub mod scripts;
 pub mod shard;
+pub mod slots;
 pub mod wire;
 
 use std::sync::Arc;
@@ -76,6 +77,9 @@ pub enum BackplaneError {
     /// Redis answered with an error, or the connection failed.
     #[error("Redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// Not tried: another topic on the same Redis Cluster node failed in this round.
+    #[error("not tried: another topic on the same Redis node failed")]
+    Skipped,
     /// Redis answered something Herald's scripts never return (another writer, or a bug).
     #[error("unexpected answer from Redis: {0}")]
     Unexpected(&'static str),
