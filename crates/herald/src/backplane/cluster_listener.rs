@@ -302,7 +302,9 @@ impl Listener {
         }
         match (want, self.subscribed.contains(topic)) {
             (true, false) => {
-                self.backplane.mark_history_seen(&self.hub, topic).await;
+                // No history mark here, unlike on a single Redis: through the cluster client it
+                // doubled the listener's work per new topic, and with 10,000 topics subscribing
+                // the live messages behind it waited up to 60-90 ms at p99 (bench/cluster.sh).
                 bounded(conn.ssubscribe(channel(topic.as_str()))).await?;
                 self.subscribed.insert(topic.clone());
             }
