@@ -34,13 +34,8 @@ OUT_DIR=${OUT_DIR:-$SCRIPT_DIR/results/cluster-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT_DIR"
 trap 'stop_all' EXIT
 
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
-    log "installing redis-server and redis-cli"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
-}
-HERALD_BIN=${HERALD_BIN:-$REPO_ROOT/target/release/herald}
-(cd "$REPO_ROOT" && cargo build --release -q -p herald -p herald-load)
-LOAD=${HERALD_LOAD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/herald-load}
+ensure_redis
+build_release
 
 # cpu_ticks PID...: utime + stime of processes, in clock ticks.
 cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{s += $1} END {print s + 0}'; }

@@ -121,6 +121,21 @@ CONF
 
 # start_herald BIN PUB_PORT INT_PORT LOG [CPU]: starts `herald serve` with long token lifetimes
 # and no stream timeout. Sets HERALD_PID.
+# ensure_redis: installs redis-server and redis-cli from Debian's packages when missing.
+ensure_redis() {
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+    log "installing redis-server and redis-cli"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
+}
+
+# build_release: builds herald and herald-load in release mode; sets HERALD_BIN and LOAD (either
+# may be given instead as HERALD_BIN and HERALD_LOAD_BIN).
+build_release() {
+    (cd "$REPO_ROOT" && cargo build --release -q -p herald -p herald-load)
+    HERALD_BIN=${HERALD_BIN:-$REPO_ROOT/target/release/herald}
+    LOAD=${HERALD_LOAD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/herald-load}
+}
+
 start_herald() {
     local bin=$1 pub_port=$2 int_port=$3 logf=$4 cpu=${5:-}
     local cmd=("$bin" serve)

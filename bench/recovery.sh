@@ -26,13 +26,8 @@ OUT_DIR=${OUT_DIR:-$SCRIPT_DIR/results/recovery-$MODE-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT_DIR"
 trap 'stop_all' EXIT
 
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
-    log "installing redis-server and redis-cli"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
-}
-HERALD_BIN=${HERALD_BIN:-$REPO_ROOT/target/release/herald}
-(cd "$REPO_ROOT" && cargo build --release -q -p herald -p herald-load)
-LOAD=${HERALD_LOAD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/herald-load}
+ensure_redis
+build_release
 
 # redis_args PORT [BUS_PORT DIR NAME]: a private redis-server, or a cluster node.
 redis_args() {
