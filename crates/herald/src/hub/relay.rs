@@ -274,18 +274,23 @@ mod tests {
         assert_eq!(live, ['y']);
     }
 
-    #[test]
-    fn a_message_delivered_twice_reaches_subscribers_once() {
+    /// A hub as a cluster node has it: no local history (it lives in Redis).
+    fn relay_hub() -> Hub {
         use crate::clock::Clock;
         use crate::history::Retention;
         use crate::hub::HubSettings;
-        let hub = Hub::new(
+        Hub::new(
             HubSettings {
                 retention: Retention::from_min_duration(0, 0),
                 max_history_bytes: 0,
             },
             Clock::system(),
-        );
+        )
+    }
+
+    #[test]
+    fn a_message_delivered_twice_reaches_subscribers_once() {
+        let hub = relay_hub();
         let topic = Topic::from_full_name("i-t");
         let outbox = Arc::new(Outbox::new(16, 0, u64::MAX));
         hub.subscribe_relayed(topic.clone(), ResumeFrom::Live, outbox.clone());
@@ -307,16 +312,7 @@ mod tests {
     /// twice, while a newer message, and other subscribers, are served as usual.
     #[test]
     fn a_replayed_message_arriving_live_after_the_catch_up_is_not_queued_again() {
-        use crate::clock::Clock;
-        use crate::history::Retention;
-        use crate::hub::HubSettings;
-        let hub = Hub::new(
-            HubSettings {
-                retention: Retention::from_min_duration(0, 0),
-                max_history_bytes: 0,
-            },
-            Clock::system(),
-        );
+        let hub = relay_hub();
         let topic = Topic::from_full_name("i-t");
         let resuming = Arc::new(Outbox::new(16, 0, u64::MAX));
         let live = Arc::new(Outbox::new(16, 0, u64::MAX));
