@@ -175,6 +175,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "With REDIS_URL: milliseconds a node stays listed by /nodes after its last heartbeat; it heartbeats every third of that.",
     },
     Setting {
+        name: "CLUSTER_RESUME_TIMEOUT",
+        default: "30000",
+        help: "With REDIS_URL: milliseconds a stream that resumes (Last-Event-ID) stays open while Redis cannot be read, catching up once it is back; past this it ends with event: reconnect.",
+    },
+    Setting {
         name: "JWT_CONFIG",
         default: "(development keys)",
         help: "Neurow's JSON: {\"service_name\": audience, \"clients\": {issuer: secret or [secrets]}}. Unset: the development issuers test_issuer1 and test_issuer2, with a loud warning.",
@@ -264,6 +269,9 @@ pub struct ClusterConfig {
     pub node_ttl: Duration,
     /// `REDIS_CLUSTER`: the URLs are seeds of one Redis Cluster, not independent shards.
     pub redis_cluster: bool,
+    /// `CLUSTER_RESUME_TIMEOUT`: how long a resuming subscription stays open while the shared
+    /// history cannot be read, before it is told to reconnect.
+    pub resume_timeout: Duration,
 }
 
 /// A Redis URL that parsed; its password prints as `***`.
@@ -629,6 +637,7 @@ impl Config {
 
         let node_ttl = Duration::from_millis(r.integer("CLUSTER_NODE_TTL", 5_000, 300, 3_600_000));
         let redis_cluster = r.boolean("REDIS_CLUSTER", false);
+        let resume_timeout = Duration::from_millis(r.integer("CLUSTER_RESUME_TIMEOUT", 30_000, 1_000, 3_600_000));
         let cluster = match r.raw("REDIS_URL").filter(|v| !v.trim().is_empty()) {
             None => None,
             Some(value) => {
@@ -639,6 +648,7 @@ impl Config {
                         redis_urls,
                         node_ttl,
                         redis_cluster,
+                        resume_timeout,
                     }),
                     Err(reason) => {
                         // The value may hold a password: never echo it.

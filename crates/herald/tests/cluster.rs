@@ -400,6 +400,51 @@ fn after_a_redis_restart_every_topic_is_listened_to_and_caught_up() {
     });
 }
 
+/// Issue 11: a resume whose history read is in flight when Redis stops answering is held open and
+/// finished once Redis is back; the frozen server makes the read fail for certain, and the node's
+/// gauge says when it is waiting, so nothing here depends on timing.
+#[test]
+fn a_resume_caught_by_a_redis_outage_finishes_once_redis_is_back() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    publish(&nodes[0], "seen");
+    publish(&nodes[0], "missed");
+    let seen = history_ids(&nodes[0], "test_issuer1-t")[0];
+
+    redis.freeze();
+    let mut s = subscribe_from(&nodes[1], seen);
+    eventually("node 1 to hold the resume open", || {
+        metric(&nodes[1], "herald_backplane_resumes_waiting") == 1.0
+    });
+    redis.thaw();
+    assert_eq!(data_of(&s.next_message()), "missed");
+    eventually("the resume to stop waiting", || {
+        metric(&nodes[1], "herald_backplane_resumes_waiting") == 0.0
+    });
+    publish(&nodes[0], "live");
+    assert_eq!(data_of(&s.next_message()), "live");
+    s.expect_silence(Duration::from_millis(200));
+    assert_eq!(metric(&nodes[1], "herald_backplane_resumes_abandoned_total"), 0.0);
+}
+
+/// Past `CLUSTER_RESUME_TIMEOUT` without Redis, the resume ends with `reconnect`, so the client
+/// tries again (perhaps on a node that reaches Redis).
+#[test]
+fn a_resume_without_redis_for_too_long_is_told_to_reconnect() {
+    let mut redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 1, &[("CLUSTER_RESUME_TIMEOUT", "1000")]);
+    publish(&nodes[0], "1");
+    redis.stop();
+    let mut s = subscribe_from(&nodes[0], 0);
+    match s.next_within(DEADLINE) {
+        Next::Chunk(e) => assert_eq!(e, "event: reconnect\n\n"),
+        other => panic!("expected event: reconnect, got {other:?}"),
+    }
+    s.expect_end();
+    assert_eq!(metric(&nodes[0], "herald_backplane_resumes_abandoned_total"), 1.0);
+    assert_eq!(metric(&nodes[0], "herald_backplane_resumes_waiting"), 0.0);
+}
+
 #[test]
 fn two_shards_split_topics_and_deliver_each_once() {
     let shards = [RedisServer::start(), RedisServer::start()];

@@ -15,6 +15,7 @@ mod connection;
 mod listener;
 pub mod membership;
 mod redis;
+mod resume;
 
 pub use self::redis::run_heartbeat;
 pub mod scripts;
@@ -59,6 +60,11 @@ pub struct BackplaneStats {
     pub caught_up_topics: AtomicU64,
     /// Live nodes at the last successful heartbeat (0 before the first).
     pub live_nodes: AtomicU64,
+    /// Resuming subscriptions held open while the shared history cannot be read (a gauge).
+    pub resumes_waiting: AtomicU64,
+    /// Resuming subscriptions ended because the history stayed unreadable for
+    /// `CLUSTER_RESUME_TIMEOUT`.
+    pub resumes_abandoned: AtomicU64,
 }
 
 impl BackplaneStats {

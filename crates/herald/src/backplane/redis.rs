@@ -199,6 +199,11 @@ impl RedisBackplane {
         &self.stats
     }
 
+    /// How long a resuming subscription waits for the backplane (`CLUSTER_RESUME_TIMEOUT`).
+    pub(super) fn resume_timeout(&self) -> std::time::Duration {
+        self.config.resume_timeout
+    }
+
     /// Whether the shared history keeps messages (`HISTORY_MIN_DURATION` > 0).
     pub(super) fn history_enabled(&self) -> bool {
         self.retention.enabled()

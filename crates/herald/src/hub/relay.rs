@@ -124,6 +124,15 @@ impl Hub {
         self.stats.replayed.fetch_add(replayed, Ordering::Relaxed);
     }
 
+    /// Whether `outbox` is still subscribed under `key` (its client has not left).
+    pub fn holds(&self, key: &SubscriptionKey, outbox: &Arc<Outbox>) -> bool {
+        self.shard(&key.topic)
+            .topics
+            .get(&key.topic)
+            .and_then(|state| state.subscribers.get(key.slot))
+            .is_some_and(|o| Arc::ptr_eq(o, outbox))
+    }
+
     /// Ends a catching-up subscription that could not read the shared history: its client
     /// reconnects and resumes, perhaps on another node.
     pub fn abandon_catch_up(&self, key: &SubscriptionKey, outbox: &Arc<Outbox>) {

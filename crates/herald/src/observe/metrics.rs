@@ -96,6 +96,8 @@ pub struct Metrics {
     backplane_errors: IntCounterVec,
     backplane_reconnections: IntCounter,
     backplane_caught_up_topics: IntCounter,
+    backplane_resumes_waiting: IntGauge,
+    backplane_resumes_abandoned: IntCounter,
     cluster_nodes: IntGauge,
     /// `message{kind="published"}` per configured issuer, looked up without hashing the labels.
     published_by_issuer: HashMap<Box<str>, IntCounter>,
@@ -294,6 +296,16 @@ impl Metrics {
                 &r,
                 "herald_backplane_caught_up_topics_total",
                 "Topics caught up from the shared history after a pub/sub outage",
+            ),
+            backplane_resumes_waiting: gauge(
+                &r,
+                "herald_backplane_resumes_waiting",
+                "Resuming streams held open while the shared history cannot be read; they catch up once Redis is back",
+            ),
+            backplane_resumes_abandoned: counter(
+                &r,
+                "herald_backplane_resumes_abandoned_total",
+                "Resuming streams told to reconnect because Redis stayed unreadable for CLUSTER_RESUME_TIMEOUT",
             ),
             cluster_nodes: gauge(
                 &r,
@@ -502,6 +514,9 @@ impl Metrics {
             }
             catch_up(&self.backplane_reconnections, &b.reconnections);
             catch_up(&self.backplane_caught_up_topics, &b.caught_up_topics);
+            catch_up(&self.backplane_resumes_abandoned, &b.resumes_abandoned);
+            self.backplane_resumes_waiting
+                .set(b.resumes_waiting.load(Ordering::Relaxed) as i64);
             self.cluster_nodes.set(b.live_nodes.load(Ordering::Relaxed) as i64);
         }
         if let Some(memory) = process::allocator_memory() {

@@ -104,8 +104,9 @@ impl Drop for Subscription {
 }
 
 /// Cluster mode: makes sure the node listens to the topic, then (when resuming) reads the shared
-/// history and hands it to the hub, which merges it with the live messages held meanwhile. Runs
-/// beside the stream, which starts at once and writes whatever the outbox receives.
+/// history and hands it to the hub, which merges it with the live messages held meanwhile; while
+/// Redis is away it keeps trying ([`RedisBackplane::catch_up`]). Runs beside the stream, which
+/// starts at once and writes whatever the outbox receives.
 fn catch_up(
     api: &Arc<PublicApi>,
     redis: &Arc<RedisBackplane>,
@@ -118,22 +119,7 @@ fn catch_up(
         return;
     }
     let (hub, redis, key, outbox) = (api.hub.clone(), redis.clone(), key.clone(), outbox.clone());
-    tokio::spawn(async move {
-        let history = if redis.ensure_listening(key.topic()).await {
-            redis.history(key.topic()).await.ok()
-        } else {
-            None
-        };
-        match history {
-            Some(history) => hub.finish_catch_up(&key, &outbox, resume, history),
-            None => {
-                tracing::warn!(
-                    "cannot resume from the shared history (Redis unavailable); telling the client to reconnect"
-                );
-                hub.abandon_catch_up(&key, &outbox);
-            }
-        }
-    });
+    tokio::spawn(async move { redis.catch_up(&hub, &key, &outbox, resume).await });
 }
 
 impl DeliveryCounter for Subscription {
