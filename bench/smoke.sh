@@ -77,6 +77,8 @@ run broadcast-rate broadcast --rate 20
 run one-to-one one-to-one
 run neurow neurow
 run neurow-reconnect neurow --sse-auto-reconnect
+run neurow-faults neurow --tolerate-faults
+run soak soak --reconnect-fraction 0.5 --svg "$WORK/soak.svg"
 
 if [ "$TARGET" = herald ]; then
     # Streams that time out after 0.7 s force reconnects with Last-Event-ID: every message must

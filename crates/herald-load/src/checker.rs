@@ -88,6 +88,22 @@ impl SeqChecker {
         }
     }
 
+    /// Whether `seq` has been received.
+    pub fn received(&self, seq: u64) -> bool {
+        if seq == 0 || seq > self.highest {
+            return false;
+        }
+        let idx = self.gaps.partition_point(|&(_, hi)| hi < seq);
+        self.gaps.get(idx).is_none_or(|&(lo, _)| lo > seq)
+    }
+
+    /// Messages among `1..=sent` never received, not counting `excused` ones (publishes that were
+    /// refused, so never promised; sorted or not).
+    pub fn lost_except(&self, sent: u64, excused: &[u64]) -> u64 {
+        let excused_missing = excused.iter().filter(|&&s| s <= sent && !self.received(s)).count() as u64;
+        self.lost(sent) - excused_missing
+    }
+
     /// Messages among `1..=sent` never received.
     pub fn lost(&self, sent: u64) -> u64 {
         let in_gaps: u64 = self
@@ -139,6 +155,19 @@ mod tests {
         assert_eq!(c.lost(5), 0);
         assert_eq!(c.unique(), 5);
         assert_eq!(c.observe(6), Verdict::InOrder);
+    }
+
+    #[test]
+    fn refused_publishes_are_not_counted_as_lost() {
+        let mut c = SeqChecker::new();
+        for s in [1, 2, 4, 6] {
+            c.observe(s);
+        }
+        assert!(c.received(4) && !c.received(3) && !c.received(5) && !c.received(7));
+        assert_eq!(c.lost(7), 3);
+        // 3 and 7 were refused; 5 was accepted and is lost. 4 was refused but delivered anyway.
+        assert_eq!(c.lost_except(7, &[7, 3, 4]), 1);
+        assert_eq!(c.lost_except(6, &[7, 3, 5]), 0);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum Cmd {
     /// N topics with one subscriber each: latency against publish rate.
     #[command(name = "one-to-one")]
     OneToOne(OneToOneArgs),
+    /// Hours-long steady one-to-one load with periodic reconnections; samples the server's memory,
+    /// file descriptors, outbox depths and latency every minute.
+    Soak(SoakArgs),
     /// N clients subscribe at once: time until all are subscribed, and errors.
     Storm(StormArgs),
     /// Read `RESULT` lines from files and print medians with Herald/Nchan ratios.
@@ -160,6 +163,14 @@ pub struct NeurowArgs {
     /// Longest wait for published messages after a user's publisher stops, seconds.
     #[arg(long, env = "GRACE", default_value_t = 10)]
     pub grace: u64,
+    /// For fault-injection runs (bench/chaos.sh): a publish that fails (503, timeout, node down)
+    /// is counted as refused and its number skipped, since it was never promised (it may arrive
+    /// once, never twice); a stream that ends or cannot be opened is re-opened with
+    /// `Last-Event-ID` on the next node of SSE_URL, with backoff, until the user's grace ends.
+    /// Loss, duplicates and reordering are still errors for every publish answered as accepted.
+    /// Implies SSE_AUTO_RECONNECT.
+    #[arg(long, env = "TOLERATE_FAULTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub tolerate_faults: bool,
 }
 
 /// `idle` settings.
@@ -222,6 +233,36 @@ pub struct OneToOneArgs {
     #[arg(long)]
     pub full_sweep: bool,
     /// Write the latency/rate chart here (SVG).
+    #[arg(long, env = "SVG")]
+    pub svg: Option<PathBuf>,
+}
+
+/// `soak` settings.
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Topics, one subscriber each.
+    #[arg(long, env = "CONNECTIONS", default_value_t = 19_000)]
+    pub connections: usize,
+    /// Publish rate, messages per second in total, one-to-one over the topics.
+    #[arg(long, env = "RATE", default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Run duration, seconds.
+    #[arg(long, env = "RUN_DURATION", default_value_t = 1800)]
+    pub duration: u64,
+    /// One sample (latency, server RSS, file descriptors, outbox depths) every this many seconds.
+    #[arg(long, env = "SAMPLE_EVERY", default_value_t = 60)]
+    pub sample_every: u64,
+    /// In each sample period, this fraction of the streams is dropped and re-opened with
+    /// `Last-Event-ID` (a client's network blip).
+    #[arg(long, env = "RECONNECT_FRACTION", default_value_t = 0.05)]
+    pub reconnect_fraction: f64,
+    /// Herald's `/process_stats` [default: the first PUBLISH_URL's host and port].
+    #[arg(long, env = "STATS_URL")]
+    pub stats_url: Option<String>,
+    /// Write the RSS and p99 chart here (SVG).
     #[arg(long, env = "SVG")]
     pub svg: Option<PathBuf>,
 }

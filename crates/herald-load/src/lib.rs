@@ -12,8 +12,9 @@
 //! - [`checker`], [`payload`], [`stats`]: delivery checks, the timestamped payload, histograms.
 //! - [`target`]: Herald's and Nchan's wire formats; [`jwt`]: HS256 tokens.
 //! - [`procfs`]: server and tool RSS/CPU from `/proc`.
-//! - [`report`], [`compare`], [`plot`]: the human table, `RESULT {json}` lines, the Herald/Nchan
-//!   comparison and the SVG chart.
+//! - [`report`], [`compare`], [`plot`], [`timeline`]: the human table, `RESULT {json}` lines, the
+//!   Herald/Nchan comparison and the SVG charts (latency against rate; a soak run over time).
+//! - [`probe`]: one GET of Herald's `/process_stats`, for the soak samples.
 
 pub mod checker;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod jwt;
 pub mod net;
 pub mod payload;
 pub mod plot;
+pub mod probe;
 pub mod procfs;
 pub mod publish;
 pub mod report;
@@ -30,5 +32,6 @@ pub mod stats;
 pub mod stats_util;
 pub mod subscriber;
 pub mod target;
+pub mod timeline;
 pub mod wire;
 pub mod worker;

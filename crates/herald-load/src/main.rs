@@ -56,6 +56,7 @@ fn run_scenario(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Cmd::Idle(a) => scenario::idle::run(&a).await,
             Cmd::Broadcast(a) => scenario::broadcast::run(&a).await,
             Cmd::OneToOne(a) => scenario::one_to_one::run(&a).await,
+            Cmd::Soak(a) => scenario::soak::run(&a).await,
             Cmd::Storm(a) => scenario::storm::run(&a).await,
             Cmd::Table(_) | Cmd::Plot(_) | Cmd::Worker => unreachable!("handled in main"),
         }

@@ -70,6 +70,39 @@ impl Checks {
     }
 }
 
+/// One period of a soak run: the load, what the subscribers saw, and the server's state at its end.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SoakSample {
+    /// Seconds since the load started, at the end of the period.
+    pub elapsed_s: f64,
+    /// Messages per second published in the period.
+    pub achieved_rate: f64,
+    /// Messages received in the period.
+    pub delivered: u64,
+    /// Streams re-opened with `Last-Event-ID` in the period.
+    pub reconnects: u64,
+    /// Lost + duplicated + out of order + errors in the period.
+    pub anomalies: u64,
+    /// End-to-end latency in the period.
+    pub latency: Summary,
+    /// Server CPU, % of one core (with `--server-pid`).
+    pub server_cpu_pct: f64,
+    /// Server resident memory, MiB.
+    pub rss_mib: f64,
+    /// Bytes in live allocations (Herald's jemalloc), MiB.
+    pub allocated_mib: f64,
+    /// Server open file descriptors.
+    pub fds: u64,
+    /// Open streams, as the server counts them.
+    pub streams: u64,
+    /// Deepest subscriber outbox (queued frames).
+    pub outbox_max: u64,
+    /// 99th percentile of the outbox depths.
+    pub outbox_p99: u64,
+    /// Live tokio tasks in the server.
+    pub tasks: u64,
+}
+
 /// One rate of the one-to-one sweep.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Step {
@@ -130,6 +163,9 @@ pub struct RunResult {
     /// One-to-one sweep steps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
+    /// Soak samples, one per period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SoakSample>,
     /// Set when the load tool may have been the bottleneck.
     pub bottleneck: Option<Bottleneck>,
     /// Free-form remarks.
@@ -164,6 +200,7 @@ impl RunResult {
             latency: None,
             connect: None,
             steps: Vec::new(),
+            samples: Vec::new(),
             bottleneck: None,
             notes: Vec::new(),
         }

@@ -120,6 +120,14 @@ pub struct Stats {
     pub published: u64,
     /// Publishes that failed.
     pub publish_errors: u64,
+    /// `--tolerate-faults`: publishes refused or failed, skipped rather than counted as errors
+    /// (never promised, so each may arrive once or not at all).
+    #[serde(default)]
+    pub publish_refused: u64,
+    /// `--tolerate-faults`: the faults ridden out, by label (refused publishes, streams cut,
+    /// subscribes that failed and were tried again).
+    #[serde(default)]
+    pub faults: BTreeMap<String, u64>,
     /// Subscriptions that got their 200 response head.
     pub connected: u64,
     /// Subscriptions that could not be opened.
@@ -150,6 +158,11 @@ impl Stats {
         *self.errors.entry(label.into()).or_default() += 1;
     }
 
+    /// Counts one fault ridden out under `label` (`--tolerate-faults`).
+    pub fn fault(&mut self, label: impl Into<String>) {
+        *self.faults.entry(label.into()).or_default() += 1;
+    }
+
     /// Total of all error counters.
     pub fn error_total(&self) -> u64 {
         self.errors.values().sum()
@@ -165,6 +178,10 @@ impl Stats {
         self.pings += other.pings;
         self.published += other.published;
         self.publish_errors += other.publish_errors;
+        self.publish_refused += other.publish_refused;
+        for (k, v) in &other.faults {
+            *self.faults.entry(k.clone()).or_default() += v;
+        }
         self.connected += other.connected;
         self.connect_failed += other.connect_failed;
         self.reconnects += other.reconnects;

@@ -108,17 +108,20 @@ pub struct SseStream {
 }
 
 impl SseStream {
-    /// Connects from `src`, sends the subscribe request and checks the response head.
+    /// Connects from `src` to the subscribe URL `skip` nodes after `sub`'s own (0: its own), sends
+    /// the subscribe request and checks the response head.
     pub async fn open(
         target: &Target,
         sub: &str,
+        skip: usize,
         src: Option<IpAddr>,
         last_event_id: Option<&str>,
     ) -> Result<Self, OpenError> {
+        let url = target.sse_url_after(sub, skip);
         let request = target
-            .subscribe_request(sub, last_event_id)
+            .subscribe_request(url, sub, last_event_id)
             .map_err(|e| OpenError::Request(e.to_string()))?;
-        let mut stream = net::connect(target.sse_url(sub).addr, src).await?;
+        let mut stream = net::connect(url.addr, src).await?;
         stream.write_all(&request).await?;
         let mut buf = Vec::with_capacity(1024);
         let head = head::read(&mut stream, &mut buf).await?;
@@ -218,6 +221,9 @@ pub struct SubState {
     pub last_id: Option<String>,
     /// Duplicates, out-of-order messages and unexpected events seen on this stream.
     pub anomalies: u64,
+    /// Sequence numbers that arrived late (after a later one): rare, kept so that a late message
+    /// whose publish was refused can be excused (`--tolerate-faults`).
+    pub late: Vec<u64>,
 }
 
 impl SubState {
@@ -248,6 +254,7 @@ impl SubState {
         match self.checker.observe(stamp.seq) {
             Verdict::InOrder | Verdict::Skipped { .. } => stats.unique += 1,
             Verdict::Late => {
+                self.late.push(stamp.seq);
                 stats.unique += 1;
                 stats.out_of_order += 1;
                 self.anomalies += 1;

@@ -135,10 +135,17 @@ impl Target {
     /// The subscribe URL of `sub`: its topic's subscribers spread evenly over the nodes, the same
     /// node each time (FNV-1a of the name: stable across the tool's processes).
     pub fn sse_url(&self, sub: &str) -> &HttpUrl {
+        self.sse_url_after(sub, 0)
+    }
+
+    /// The subscribe URL `skip` nodes after `sub`'s own, for a client that moves to the next node
+    /// when its node is down (`--tolerate-faults`).
+    pub fn sse_url_after(&self, sub: &str, skip: usize) -> &HttpUrl {
         let hash = sub.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        &self.sse_urls[(hash % self.sse_urls.len() as u64) as usize]
+        let n = self.sse_urls.len();
+        &self.sse_urls[((hash % n as u64) as usize + skip) % n]
     }
 
     /// The publish URL of the `n`th publish connection: connections round-robin over the nodes.
@@ -151,9 +158,9 @@ impl Target {
         format!("{}-{}", self.sse_jwt.issuer, sub)
     }
 
-    /// The request that opens a subscription, resuming after `last_event_id` if given.
-    pub fn subscribe_request(&self, sub: &str, last_event_id: Option<&str>) -> anyhow::Result<Vec<u8>> {
-        let u = self.sse_url(sub);
+    /// The request that opens a subscription on `u` (one of the subscribe URLs), resuming after
+    /// `last_event_id` if given.
+    pub fn subscribe_request(&self, u: &HttpUrl, sub: &str, last_event_id: Option<&str>) -> anyhow::Result<Vec<u8>> {
         let mut req = match self.kind {
             TargetKind::Herald => {
                 let token = self.sse_jwt.mint(Some(sub))?;
@@ -277,7 +284,8 @@ mod tests {
             "http://127.0.0.1:4100/sub/",
             "http://127.0.0.1:3100/pub/",
         );
-        let sub = String::from_utf8(t.subscribe_request("a1", Some("17:0")).expect("req")).expect("utf8");
+        let sub =
+            String::from_utf8(t.subscribe_request(t.sse_url("a1"), "a1", Some("17:0")).expect("req")).expect("utf8");
         assert!(sub.starts_with("GET /sub/test_issuer1-a1 HTTP/1.1\r\n"));
         assert!(sub.contains("Accept: text/event-stream\r\n"));
         assert!(sub.contains("Last-Event-ID: 17:0\r\n"));
@@ -297,7 +305,7 @@ mod tests {
         assert!(req.starts_with("POST /v1/publish HTTP/1.1\r\n"));
         assert!(req.contains("Authorization: Bearer tok\r\n"));
         assert!(req.ends_with(r#"{"topic":"a1","message":{"event":"load_test_event","payload":"1 2"}}"#));
-        let sub = String::from_utf8(t.subscribe_request("a1", None).expect("req")).expect("utf8");
+        let sub = String::from_utf8(t.subscribe_request(t.sse_url("a1"), "a1", None).expect("req")).expect("utf8");
         assert!(sub.starts_with("GET /v1/subscribe HTTP/1.1\r\n"));
         assert!(sub.contains("Authorization: Bearer ey"));
     }

@@ -174,7 +174,7 @@ async fn follow(
 #[tokio::test]
 async fn subscribe_publish_and_check_every_message() {
     let (target, subs) = start_mock().await;
-    let mut stream = SseStream::open(&target, "t1", None, None).await.expect("subscribe");
+    let mut stream = SseStream::open(&target, "t1", 0, None, None).await.expect("subscribe");
     while subs.lock().expect("lock").is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -207,7 +207,7 @@ async fn subscribe_publish_and_check_every_message() {
 #[tokio::test]
 async fn control_event_and_duplicate_are_reported() {
     let (target, subs) = start_mock().await;
-    let mut stream = SseStream::open(&target, "t1", None, None).await.expect("subscribe");
+    let mut stream = SseStream::open(&target, "t1", 0, None, None).await.expect("subscribe");
     while subs.lock().expect("lock").is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -9,6 +9,7 @@ pub mod broadcast;
 pub mod idle;
 pub mod neurow;
 pub mod one_to_one;
+pub mod soak;
 pub mod storm;
 
 use std::sync::Arc;

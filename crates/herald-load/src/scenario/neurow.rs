@@ -11,8 +11,11 @@ use crate::worker::protocol::{Command, NeurowPlan};
 
 /// Runs the scenario.
 pub async fn run(args: &NeurowArgs) -> anyhow::Result<RunResult> {
-    let ctx = RunContext::new(&args.common)?;
     let mut a = args.clone();
+    if a.tolerate_faults {
+        a.common.sse_auto_reconnect = true;
+    }
+    let ctx = RunContext::new(&a.common)?;
     if ctx.common.smoke {
         // Same shape, scaled so that a user completes in about a second. Settings changed from
         // Neurow's defaults are kept.
@@ -36,6 +39,7 @@ pub async fn run(args: &NeurowArgs) -> anyhow::Result<RunResult> {
     let grace = Duration::from_secs(a.grace);
     let plan = NeurowPlan {
         users: a.nb_user,
+        tolerate_faults: a.tolerate_faults,
         initial_delay_max_ms: a.initial_delay_max,
         messages_min: a.number_of_messages_min,
         messages_max: a.number_of_messages_max,
@@ -73,6 +77,12 @@ pub async fn run(args: &NeurowArgs) -> anyhow::Result<RunResult> {
     result.set("published", stats.published as f64);
     result.set("received", stats.delivered as f64);
     result.set("reconnects", stats.reconnects as f64);
+    if a.tolerate_faults {
+        result.set("publish_refused", stats.publish_refused as f64);
+        for (label, n) in &stats.faults {
+            result.set(&format!("fault_{label}"), *n as f64);
+        }
+    }
     result.set("publishes_per_s", stats.published as f64 / phase.wall_s.max(1e-9));
     if !ctx.common.server_pids.is_empty() {
         let cpu_us = phase.server.cpu_s() * 1e6;

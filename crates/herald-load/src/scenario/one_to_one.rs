@@ -58,6 +58,7 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
                 rate: rate * share,
                 duration_ms: step.as_millis() as u64,
                 drain_ms: drain.as_millis() as u64,
+                reconnect_fraction: 0.0,
             })
             .collect();
         workers.send_each(&cmds).await?;

@@ -46,6 +46,8 @@ pub(crate) struct Slot {
     /// A publish to this topic is in flight (publishes to one topic never overlap, so the server
     /// sees them in sequence order).
     busy: AtomicBool,
+    /// Woken to drop the stream, which is then re-opened with `Last-Event-ID` (soak).
+    kick: Notify,
 }
 
 /// State shared by all tasks of one worker.
@@ -80,6 +82,7 @@ impl Worker {
                     expected: AtomicU64::new(0),
                     next_seq: AtomicU64::new(0),
                     busy: AtomicBool::new(false),
+                    kick: Notify::new(),
                 }
             })
             .collect();
@@ -109,6 +112,16 @@ impl Worker {
 
     fn take_stats(&self) -> Stats {
         std::mem::take(&mut *self.stats())
+    }
+
+    /// Drops about `fraction` of the streams, chosen at random; each is re-opened at once with
+    /// `Last-Event-ID` (a client's network blip, as a soak run repeats it).
+    fn kick(&self, fraction: f64) {
+        for slot in &self.slots {
+            if fastrand::f64() < fraction {
+                slot.kick.notify_one();
+            }
+        }
     }
 
     /// Messages still missing over all subscriptions.
@@ -162,8 +175,16 @@ impl Worker {
                 rate,
                 duration_ms,
                 drain_ms,
+                reconnect_fraction,
             } => {
                 self.take_stats();
+                if reconnect_fraction > 0.0 {
+                    let worker = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(duration_ms / 2)).await;
+                        worker.kick(reconnect_fraction);
+                    });
+                }
                 rate::run(self, rate, Duration::from_millis(duration_ms)).await;
                 Reply::Stats {
                     stats: self.drain(None, Duration::from_millis(drain_ms)).await,

@@ -85,14 +85,23 @@ async fn one_user(
     let count = fastrand::u64(lo..=plan.messages_max.max(lo));
     let sub = format!("{}{}", plan.topic_prefix, random_hex(32));
     let mut state = SubState::default();
+    // The latest a user may still be waiting for its messages.
+    let last_chance = deadline + grace;
 
     let started = Instant::now();
-    let mut stream = match open_sub(worker, &sub, src, None).await {
+    let first = if plan.tolerate_faults {
+        reopen(worker, &sub, src, None, last_chance).await.ok_or(None)
+    } else {
+        open_sub(worker, &sub, 0, src, None).await.map_err(Some)
+    };
+    let mut stream = match first {
         Ok(s) => s,
         Err(e) => {
             let mut stats = worker.stats();
             stats.connect_failed += 1;
-            stats.error(e.label());
+            if let Some(e) = e {
+                stats.error(e.label());
+            }
             return Outcome::Error;
         }
     };
@@ -109,8 +118,8 @@ async fn one_user(
         count,
         deadline,
     ));
-    // (accepted publishes, whether one failed), once the publisher has finished.
-    let mut published: Option<(u64, bool)> = None;
+    // What the publisher did, once it has finished.
+    let mut published: Option<Published> = None;
     let mut give_up: Option<Instant> = None;
     let mut failed = false;
 
@@ -124,21 +133,26 @@ async fn one_user(
                 failed = true;
                 break;
             }
-            match reopen(worker, &sub, src, &state).await {
+            if plan.tolerate_faults {
+                worker.stats().fault(end.label());
+            }
+            let until = give_up.unwrap_or(last_chance);
+            let resume = resume_point(worker.target.kind, state.last_id.as_deref());
+            match reopen(worker, &sub, src, resume, until).await {
                 Some(s) => stream = s,
                 None => {
                     failed = true;
                     break;
                 }
             }
+            worker.stats().reconnects += 1;
             step = process(worker, None, &mut state, |cb| stream.dispatch(&mut |ev| cb(ev)));
             continue;
         }
-        let unique = state.checker.unique();
-        if unique >= count {
+        if state.checker.unique() >= count {
             break;
         }
-        if matches!(published, Some((p, _)) if unique >= p) {
+        if published.as_ref().is_some_and(|p| p.missing(&state) == 0) {
             break;
         }
         tokio::select! {
@@ -151,7 +165,7 @@ async fn one_user(
                 };
             }
             done = &mut publisher, if published.is_none() => {
-                published = Some(done.unwrap_or((0, true)));
+                published = Some(done.unwrap_or_else(|_| Published::failed()));
                 give_up = Some(Instant::now() + grace);
             }
             () = sleep_until(give_up.unwrap_or(deadline).into()), if give_up.is_some() => {
@@ -162,56 +176,104 @@ async fn one_user(
         }
     }
     drop(stream);
-    let (sent, publish_failed) = match published {
+    let published = match published {
         Some(p) => p,
         None => finish_publisher(&mut publisher).await,
     };
-    let unique = state.checker.unique();
-    let lost = sent.saturating_sub(unique);
-    if lost > 0 {
-        worker.stats().lost += lost;
+    // A refused publish that was applied anyway may arrive after a later message: not promised,
+    // so not an ordering error.
+    let excused = state.late.iter().filter(|seq| published.refused.contains(seq)).count() as u64;
+    let lost = published.missing(&state);
+    {
+        let mut stats = worker.stats();
+        stats.out_of_order = stats.out_of_order.saturating_sub(excused);
+        stats.lost += lost;
+        if excused > 0 {
+            *stats.faults.entry("late_refused_publish".into()).or_default() += excused;
+        }
     }
-    if failed || publish_failed || state.anomalies > 0 || lost > 0 {
+    let unique = state.checker.unique();
+    if failed || published.failed || state.anomalies > excused || lost > 0 {
         Outcome::Error
     } else if unique >= count {
         Outcome::Ok
-    } else if sent == 0 {
+    } else if published.attempted == 0 {
         Outcome::Unused
     } else {
         Outcome::Cut
     }
 }
 
+/// What a user's publisher did.
+#[derive(Debug, Default)]
+struct Published {
+    /// Sequence numbers tried: `1..=attempted`.
+    attempted: u64,
+    /// Those the server did not confirm (only with `--tolerate-faults`): not promised.
+    refused: Vec<u64>,
+    /// A publish failed and the publisher stopped (without `--tolerate-faults`).
+    failed: bool,
+}
+
+impl Published {
+    fn failed() -> Self {
+        Self {
+            failed: true,
+            ..Self::default()
+        }
+    }
+
+    /// Accepted messages the stream has not received.
+    fn missing(&self, state: &SubState) -> u64 {
+        state.checker.lost_except(self.attempted, &self.refused)
+    }
+}
+
 /// Waits briefly for a publisher whose user already has every message (its last response may
 /// still be in flight), then stops it.
-async fn finish_publisher(publisher: &mut JoinHandle<(u64, bool)>) -> (u64, bool) {
+async fn finish_publisher(publisher: &mut JoinHandle<Published>) -> Published {
     match tokio::time::timeout(Duration::from_secs(1), &mut *publisher).await {
         Ok(Ok(result)) => result,
         _ => {
             publisher.abort();
-            (0, false)
+            Published::default()
         }
     }
 }
 
-async fn reopen(worker: &Worker, sub: &str, src: Option<IpAddr>, state: &SubState) -> Option<SseStream> {
-    match open_sub(
-        worker,
-        sub,
-        src,
-        resume_point(worker.target.kind, state.last_id.as_deref()),
-    )
-    .await
-    {
-        Ok(s) => {
-            worker.stats().reconnects += 1;
-            Some(s)
-        }
-        Err(e) => {
-            worker.stats().error(format!("re{}", e.label()));
-            None
+/// First wait before re-opening a stream after a failed try (`--tolerate-faults`); it doubles up
+/// to [`REOPEN_MAX_BACKOFF`].
+const REOPEN_FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two tries.
+const REOPEN_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Opens `sub`'s stream, resuming after `resume`. Without `--tolerate-faults`, one try on the
+/// topic's own node; with it, tries on the next node each time, with a capped backoff, until
+/// `until`. The caller counts the reconnection.
+async fn reopen(
+    worker: &Worker,
+    sub: &str,
+    src: Option<IpAddr>,
+    resume: Option<&str>,
+    until: Instant,
+) -> Option<SseStream> {
+    let tolerate = worker.plan.neurow.as_ref().is_some_and(|p| p.tolerate_faults);
+    let mut backoff = REOPEN_FIRST_BACKOFF;
+    for attempt in 0.. {
+        match open_sub(worker, sub, attempt, src, resume).await {
+            Ok(s) => return Some(s),
+            Err(e) if tolerate && Instant::now() + backoff < until => {
+                worker.stats().fault(e.label());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(REOPEN_MAX_BACKOFF);
+            }
+            Err(e) => {
+                worker.stats().error(format!("re{}", e.label()));
+                return None;
+            }
         }
     }
+    None
 }
 
 /// Where a re-opened stream resumes: after the last id seen. A stream that ended before its first
@@ -226,17 +288,19 @@ fn resume_point(kind: crate::target::TargetKind, last_id: Option<&str>) -> Optio
     }
 }
 
-/// The user's publisher: returns how many messages were accepted and whether one failed.
+/// The user's publisher. Without `--tolerate-faults` it stops at the first failure; with it, a
+/// failed publish is recorded as refused and the next number follows (publishing one number twice
+/// would make a duplicate the publisher caused).
 async fn publish_messages(
     worker: Arc<Worker>,
     plan: NeurowPlan,
     sub: String,
     count: u64,
     deadline: Instant,
-) -> (u64, bool) {
+) -> Published {
     let size = worker.plan.payload_size;
     let mut next = Instant::now() + Duration::from_millis(fastrand::u64(500..=1500));
-    let mut accepted = 0;
+    let mut done = Published::default();
     for seq in 1..=count {
         let lo = plan.delay_min_ms + 1;
         next += Duration::from_millis(fastrand::u64(lo..=plan.delay_max_ms.max(lo)));
@@ -248,21 +312,29 @@ async fn publish_messages(
             .publisher
             .publish(&sub, || payload::encode(payload::now_us(), seq, &sub, size))
             .await;
+        done.attempted = seq;
         let mut stats = worker.stats();
         match result {
             Ok(took) => {
-                accepted += 1;
                 stats.published += 1;
                 stats.publish.record(took.as_micros() as u64);
+            }
+            Err(e) if plan.tolerate_faults => {
+                stats.publish_refused += 1;
+                stats.fault(e.label());
+                done.refused.push(seq);
             }
             Err(e) => {
                 stats.publish_errors += 1;
                 stats.error(e.label());
-                return (accepted, true);
+                // Counted as an error already, not as lost too.
+                done.refused.push(seq);
+                done.failed = true;
+                return done;
             }
         }
     }
-    (accepted, false)
+    done
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ impl TopicLayout {
 pub struct NeurowPlan {
     /// Virtual users run by this worker.
     pub users: usize,
+    /// Ride out faults (see `--tolerate-faults`).
+    #[serde(default)]
+    pub tolerate_faults: bool,
     /// Each user first waits a random `1..=initial_delay_max_ms`.
     pub initial_delay_max_ms: u64,
     /// Messages per user: random in `messages_min + 1 ..= messages_max`.
@@ -111,6 +114,10 @@ pub enum Command {
         duration_ms: u64,
         /// Longest wait for deliveries after the last publish.
         drain_ms: u64,
+        /// Halfway through the step, this fraction of the worker's streams (chosen at random) is
+        /// dropped and re-opened with `Last-Event-ID` (needs SSE_AUTO_RECONNECT); 0: none.
+        #[serde(default)]
+        reconnect_fraction: f64,
     },
     /// Run the Neurow virtual users for `duration_ms`, then report.
     RunNeurow {

@@ -88,18 +88,20 @@ async fn hold(worker: Arc<Worker>, index: usize, permits: Option<Arc<Semaphore>>
 }
 
 async fn open(worker: &Worker, slot: &Slot, last_id: Option<&str>) -> Result<SseStream, OpenError> {
-    open_sub(worker, &slot.sub, slot.src, last_id).await
+    open_sub(worker, &slot.sub, 0, slot.src, last_id).await
 }
 
-/// Opens a subscription to `sub` within the plan's connect timeout.
+/// Opens a subscription to `sub` within the plan's connect timeout, on the node `skip` after its
+/// own (see [`crate::target::Target::sse_url_after`]).
 pub(super) async fn open_sub(
     worker: &Worker,
     sub: &str,
+    skip: usize,
     src: Option<IpAddr>,
     last_id: Option<&str>,
 ) -> Result<SseStream, OpenError> {
     let limit = Duration::from_millis(worker.plan.connect_timeout_ms);
-    tokio::time::timeout(limit, SseStream::open(&worker.target, sub, src, last_id))
+    tokio::time::timeout(limit, SseStream::open(&worker.target, sub, skip, src, last_id))
         .await
         .unwrap_or(Err(OpenError::Timeout))
 }
@@ -111,8 +113,13 @@ async fn follow(worker: &Worker, slot: &Slot, stream: &mut SseStream, state: &mu
         if let ReadStep::Ended(end) = step {
             return end;
         }
-        if let Err(e) = stream.readable().await {
-            return StreamEnd::Failed(format!("{:?}", e.kind()).to_lowercase());
+        tokio::select! {
+            ready = stream.readable() => {
+                if let Err(e) = ready {
+                    return StreamEnd::Failed(format!("{:?}", e.kind()).to_lowercase());
+                }
+            }
+            () = slot.kick.notified() => return StreamEnd::Control("dropped_by_the_tool".into()),
         }
         step = process(worker, Some(slot), state, |cb| stream.read_ready(cb));
     }
