@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
-# Runs each fuzz target for FUZZ_SECONDS (default 30). Needs a nightly toolchain; installs
-# cargo-fuzz when missing. With --build-only, only checks that the targets build.
+# Fuzzes Herald's parsers with cargo-fuzz (libFuzzer). Needs a nightly toolchain; installs
+# cargo-fuzz when missing.
+#
+#   scripts/fuzz.sh                 # each target for FUZZ_SECONDS (default 30)
+#   scripts/fuzz.sh --run SECONDS   # each target for SECONDS, then a summary per target
+#   scripts/fuzz.sh --build-only    # only check that the targets build (scripts/test.sh does)
+#
+# The corpus of each target grows in fuzz/corpus/<target> (not committed) and is reused by the
+# next run; a crash stops the run and leaves its input in fuzz/artifacts/<target>. The summary
+# (also appended to fuzz/summary.txt) gives, per target, the seconds run, executions, coverage
+# and the corpus size, as libFuzzer reports them at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -8,10 +17,31 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
   exit 0
 fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-if [ "${1:-}" = "--build-only" ]; then
-  exec cargo +nightly fuzz build
-fi
+
+seconds=${FUZZ_SECONDS:-30}
+case "${1:-}" in
+  --build-only) exec cargo +nightly fuzz build ;;
+  --run)
+    seconds=${2:?"--run needs a number of seconds"}
+    [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz: --run SECONDS, got '$seconds'" >&2; exit 2; }
+    ;;
+  "") ;;
+  *) echo "usage: scripts/fuzz.sh [--run SECONDS | --build-only]" >&2; exit 2 ;;
+esac
+
+summary=()
 for target in $(cargo +nightly fuzz list); do
-  echo "== fuzz $target"
-  cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-30}"
+  echo "== fuzz $target for ${seconds}s"
+  mkdir -p "corpus/$target"
+  log=$(mktemp)
+  cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 | tee "$log"
+  # libFuzzer's last status line: "#N DONE cov: C ft: F corp: K/SIZE ..."
+  done_line=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1 || true)
+  files=$(find "corpus/$target" -type f | wc -l)
+  bytes=$(du -sb "corpus/$target" | cut -f1)
+  line="$(date -u +%Y-%m-%dT%H:%MZ) $target seconds=$seconds execs=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$done_line") cov=$(grep -oE 'cov: [0-9]+' <<<"$done_line" | cut -d' ' -f2) ft=$(grep -oE 'ft: [0-9]+' <<<"$done_line" | cut -d' ' -f2) corpus_files=$files corpus_bytes=$bytes crashes=0"
+  summary+=("$line")
+  rm -f "$log"
 done
+echo "== summary"
+printf '%s\n' "${summary[@]}" | tee -a summary.txt
