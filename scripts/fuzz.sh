@@ -3,7 +3,8 @@
 # cargo-fuzz when missing.
 #
 #   scripts/fuzz.sh                 # each target for FUZZ_SECONDS (default 30)
-#   scripts/fuzz.sh --run SECONDS   # each target for SECONDS, then a summary per target
+#   scripts/fuzz.sh --run SECONDS [TARGET...]  # each (or these) target(s) for SECONDS, then a
+#                                              # summary per target
 #   scripts/fuzz.sh --build-only    # only check that the targets build (scripts/test.sh does)
 #
 # The corpus of each target grows in fuzz/corpus/<target> (not committed) and is reused by the
@@ -24,22 +25,27 @@ case "${1:-}" in
   --run)
     seconds=${2:?"--run needs a number of seconds"}
     [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz: --run SECONDS, got '$seconds'" >&2; exit 2; }
+    shift 2
     ;;
   "") ;;
   *) echo "usage: scripts/fuzz.sh [--run SECONDS | --build-only]" >&2; exit 2 ;;
 esac
 
 summary=()
-for target in $(cargo +nightly fuzz list); do
+targets=("$@")
+[ "${#targets[@]}" -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
+for target in "${targets[@]}"; do
   echo "== fuzz $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log=$(mktemp)
   cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 | tee "$log"
-  # libFuzzer's last status line: "#N DONE cov: C ft: F corp: K/SIZE ..."
-  done_line=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1 || true)
+  # libFuzzer's last status line: "#N<tab>DONE   cov: C ft: F corp: K/SIZE ..."
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)
+  field() { grep -oE "$1: [0-9]+" <<<"$done_line" | cut -d' ' -f2 || true; }
+  execs=$(grep -oE '^#[0-9]+' <<<"$done_line" | tr -d '#' || true)
   files=$(find "corpus/$target" -type f | wc -l)
   bytes=$(du -sb "corpus/$target" | cut -f1)
-  line="$(date -u +%Y-%m-%dT%H:%MZ) $target seconds=$seconds execs=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$done_line") cov=$(grep -oE 'cov: [0-9]+' <<<"$done_line" | cut -d' ' -f2) ft=$(grep -oE 'ft: [0-9]+' <<<"$done_line" | cut -d' ' -f2) corpus_files=$files corpus_bytes=$bytes crashes=0"
+  line="$(date -u +%Y-%m-%dT%H:%MZ) $target seconds=$seconds execs=${execs:-?} cov=$(field cov) ft=$(field ft) corpus_files=$files corpus_bytes=$bytes crashes=0"
   summary+=("$line")
   rm -f "$log"
 done

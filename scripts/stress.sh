@@ -47,13 +47,22 @@ for _ in $(seq "$BURNERS"); do
   burners+=("$!")
 done
 
+# In the order asked for, or cargo's.
+if [ "${#wanted[@]}" -gt 0 ]; then
+  chosen=()
+  for want in "${wanted[@]}"; do
+    found=""
+    for entry in "${executables[@]}"; do
+      [ "${entry%% *}" = "$want" ] && { chosen+=("$entry"); found=1; }
+    done
+    [ -n "$found" ] || { echo "no test binary named $want" >&2; exit 2; }
+  done
+  executables=("${chosen[@]}")
+fi
 status=0
 for entry in "${executables[@]}"; do
   name=${entry%% *}
   exe=${entry#* }
-  if [ "${#wanted[@]}" -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then
-    continue
-  fi
   failed=0
   started=$(date +%s)
   for run in $(seq "$RUNS"); do
