@@ -7,11 +7,12 @@
 # anomalies, and Herald's /process_stats (RSS, allocated bytes, file descriptors, streams,
 # outbox depths, tasks). The samples are in the RESULT line of OUT_DIR/soak.out; the chart of
 # RSS and p50/p99 over time in OUT_DIR/soak.svg. The run fails on any loss, duplicate or
-# reordering.
+# reordering, on RSS growing more than 5% after the first minute, or on descriptors growing past
+# the open streams.
 #
 # Herald is pinned to CPU 0 and herald-load to CPU 1, as in compare.sh.
 #
-# Environment (defaults in brackets): CONNECTIONS [19000], RATE msg/s [1000], DURATION s [1800],
+# Environment (defaults in brackets): CONNECTIONS [19000], RATE msg/s [1000], DURATION s [3600],
 # SAMPLE_EVERY s [60], RECONNECT_FRACTION [0.05], HERALD_BIN, HERALD_LOAD_BIN,
 # OUT_DIR [bench/results/soak-<date>].
 set -euo pipefail
@@ -22,7 +23,7 @@ source "$SCRIPT_DIR/lib.sh"
 REPO_ROOT=${REPO_ROOT:-$(find_repo_root "$SCRIPT_DIR")}
 CONNECTIONS=${CONNECTIONS:-19000}
 RATE=${RATE:-1000}
-DURATION=${DURATION:-1800}
+DURATION=${DURATION:-3600}
 SAMPLE_EVERY=${SAMPLE_EVERY:-60}
 RECONNECT_FRACTION=${RECONNECT_FRACTION:-0.05}
 OUT_DIR=${OUT_DIR:-$SCRIPT_DIR/results/soak-$(date +%Y%m%d-%H%M%S)}

@@ -250,7 +250,7 @@ pub struct SoakArgs {
     #[arg(long, env = "RATE", default_value_t = 1000.0)]
     pub rate: f64,
     /// Run duration, seconds.
-    #[arg(long, env = "RUN_DURATION", default_value_t = 1800)]
+    #[arg(long, env = "RUN_DURATION", default_value_t = 3600)]
     pub duration: u64,
     /// One sample (latency, server RSS, file descriptors, outbox depths) every this many seconds.
     #[arg(long, env = "SAMPLE_EVERY", default_value_t = 60)]

@@ -181,4 +181,26 @@ fn summarize(result: &mut RunResult) {
     result.set("reconnects", samples.iter().map(|s| s.reconnects).sum::<u64>() as f64);
     result.set("delivered", samples.iter().map(|s| s.delivered).sum::<u64>() as f64);
     result.set("anomalies", samples.iter().map(|s| s.anomalies).sum::<u64>() as f64);
+    // Pass: memory flat after warm-up and no descriptor leak (issue 11's soak criteria).
+    let rss_max = samples.iter().skip(1).map(|s| s.rss_mib).fold(base.rss_mib, f64::max);
+    let growth = rss_max / base.rss_mib.max(1e-9) - 1.0;
+    result.set("rss_growth_pct", growth * 100.0);
+    if base.rss_mib > 0.0 && growth > RSS_GROWTH_BOUND {
+        result.ok = false;
+        result.notes.push(format!(
+            "RSS grew {:.1}% after warm-up ({:.1} → {rss_max:.1} MiB), over the {:.0}% bound",
+            growth * 100.0,
+            base.rss_mib,
+            RSS_GROWTH_BOUND * 100.0
+        ));
+    }
+    // Descriptors follow the open streams; a leak grows past them.
+    let fd_margin = base.streams / 100 + 64;
+    if last.fds > base.fds + fd_margin {
+        result.ok = false;
+        result.notes.push(format!("open descriptors grew from {} to {}", base.fds, last.fds));
+    }
 }
+
+/// Largest RSS growth after the first period that still counts as flat.
+const RSS_GROWTH_BOUND: f64 = 0.05;
