@@ -198,7 +198,9 @@ fn summarize(result: &mut RunResult) {
     let fd_margin = base.streams / 100 + 64;
     if last.fds > base.fds + fd_margin {
         result.ok = false;
-        result.notes.push(format!("open descriptors grew from {} to {}", base.fds, last.fds));
+        result
+            .notes
+            .push(format!("open descriptors grew from {} to {}", base.fds, last.fds));
     }
 }
 
