@@ -121,6 +121,8 @@ pub struct Publisher {
     opened: AtomicUsize,
     permits: Semaphore,
     timeout: Duration,
+    /// Retry once on a fresh connection when a reused one turns out closed (see `publish`).
+    retry_closed: bool,
 }
 
 impl Publisher {
@@ -136,7 +138,16 @@ impl Publisher {
             opened: AtomicUsize::new(0),
             permits: Semaphore::new(connections.max(1)),
             timeout,
+            retry_closed: true,
         }
+    }
+
+    /// No retry on a closed connection: when servers are killed (`--tolerate-faults`), a request
+    /// may have been applied by a server that died before answering, and a retry would publish
+    /// it twice.
+    pub fn without_retry(mut self) -> Self {
+        self.retry_closed = false;
+        self
     }
 
     /// A new connection, to the next publish URL in turn.
@@ -168,7 +179,7 @@ impl Publisher {
         let mut result = tokio::time::timeout(self.timeout, conn.exchange(&request)).await;
         // A reused connection may have been closed by the server while idle; that request never
         // reached it, so one retry on a fresh connection cannot duplicate the message.
-        if !fresh && matches!(result, Ok(Err(PublishError::Head(HeadError::Closed)))) {
+        if self.retry_closed && !fresh && matches!(result, Ok(Err(PublishError::Head(HeadError::Closed)))) {
             conn = self.open().await?;
             result = tokio::time::timeout(self.timeout, conn.exchange(&request)).await;
         }

@@ -91,6 +91,11 @@ impl Worker {
             plan.publish_connections,
             Duration::from_millis(plan.publish_timeout_ms),
         );
+        let publisher = if plan.neurow.as_ref().is_some_and(|n| n.tolerate_faults) {
+            publisher.without_retry()
+        } else {
+            publisher
+        };
         Self {
             plan,
             target,
