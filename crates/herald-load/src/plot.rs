@@ -210,7 +210,8 @@ fn collect_series(results: &[RunResult]) -> Vec<Series> {
     out
 }
 
-fn nice_ceiling(v: f64) -> f64 {
+/// The smallest of 1, 2, 2.5, 5 × 10^k at or above `v` (an axis end); also used by [`crate::timeline`].
+pub(crate) fn nice_ceiling(v: f64) -> f64 {
     let mag = 10f64.powf(v.log10().floor());
     [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::plot::nice_ceiling;
 use crate::report::RunResult;
 
 const W: f64 = 760.0;
@@ -162,16 +163,6 @@ fn panel(s: &mut String, top: f64, x_max: f64, title: &str, lines: &[Line]) {
             line.name
         );
     }
-}
-
-/// The smallest of 1, 2, 2.5, 5 × 10^k at or above `v`.
-fn nice_ceiling(v: f64) -> f64 {
-    let magnitude = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * magnitude)
-        .find(|&c| c >= v)
-        .unwrap_or(10.0 * magnitude)
 }
 
 fn fmt_value(v: f64) -> String {
