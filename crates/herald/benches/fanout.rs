@@ -12,7 +12,8 @@ use herald::history::Retention;
 use herald::hub::outbox::{Outbox, Taken};
 use herald::hub::{Hub, HubSettings};
 use herald::model::{NewMessage, ResumeFrom, Topic};
-use herald::transport::sse::frame::Frame;
+use herald::transport::WireFormat;
+use herald::transport::sse::frame::neurow_chunk;
 
 fn main() {
     divan::main();
@@ -41,7 +42,11 @@ fn drain(outboxes: &[Arc<Outbox>]) -> usize {
     let mut taken = 0;
     for outbox in outboxes {
         let mut batch = Vec::new();
-        while let Poll::Ready(Taken::Frames) = outbox.poll_take(&mut cx, &mut batch) {}
+        while let Poll::Ready(Taken::Deliveries) = outbox.poll_take(&mut cx, &mut batch) {}
+        // What each writer does before its write: take the shared bytes (the first one makes them).
+        for d in &batch {
+            divan::black_box(d.message.encoded(WireFormat::NeurowSse.slot(), neurow_chunk).clone());
+        }
         taken += batch.len();
     }
     taken
@@ -54,7 +59,7 @@ fn publish_to_subscribers(bencher: Bencher, n: usize) {
     let topic = Topic::namespaced("bench", "topic");
     let outboxes: Vec<_> = (0..n).map(|_| Arc::new(Outbox::new(1024, 0, u64::MAX))).collect();
     for o in &outboxes {
-        hub.subscribe(topic.clone(), ResumeFrom::Live, o.clone());
+        hub.subscribe(topic.clone(), ResumeFrom::Live, o.clone(), 0);
     }
     let batch = [message()];
     bencher.counter(divan::counter::ItemsCount::new(n)).bench_local(|| {
@@ -72,5 +77,5 @@ fn encode_frame(bencher: Bencher) {
         payload: Bytes::from(vec![b'x'; 100]),
         accepted_ms: 0,
     };
-    bencher.bench(|| Frame::message(divan::black_box(&message)));
+    bencher.bench(|| neurow_chunk(divan::black_box(&message)));
 }

@@ -15,9 +15,12 @@
 //! - [`auth`]: bearer tokens to typed principals, with Neurow's checks and error codes.
 //! - [`model`]: topics, event ids, messages.
 //! - [`history`]: the per-topic retention ring (pure).
-//! - [`hub`]: topics in shards, id assignment, fan-out into bounded outboxes, and the shared
-//!   liveness timer (keep-alives, timeouts, token expiry).
-//! - [`transport`]: SSE framing, the HTTP/1 writer of a held stream and its HTTP/2 body.
+//! - [`hub`]: topics in shards, id assignment, fan-out of shared messages into bounded
+//!   outboxes, and the shared liveness timer (keep-alives, timeouts, token expiry).
+//! - [`node`]: what faces call — publish, history, and connections (a set of subscriptions and
+//!   one outbox) — the same whether the node is alone or on Redis.
+//! - [`transport`]: wire formats (each message encoded once per format), the HTTP/1 writer of a
+//!   held SSE stream and its HTTP/2 body.
 //! - [`backplane`]: what connects the nodes of a cluster (nothing for one node; Redis with
 //!   `REDIS_URL`): membership now, shared history and cross-node delivery next (docs/cluster.md).
 //! - [`api`]: the public (a raw, lean HTTP/1.1 path; hyper for HTTP/2 over TLS) and internal
@@ -32,6 +35,7 @@ pub mod config;
 pub mod history;
 pub mod hub;
 pub mod model;
+pub mod node;
 pub mod observe;
 pub mod server;
 pub mod shutdown;

@@ -110,3 +110,62 @@ impl Message {
         FIXED + self.event.len() + self.payload.len()
     }
 }
+
+/// How many wire formats a [`SharedMessage`] can hold bytes for (`transport::WireFormat` names
+/// them; the hub only keeps the slots).
+pub const WIRE_FORMATS: usize = 3;
+
+/// A message as the hub hands it out: accepted once and shared by every connection that receives
+/// it, with its bytes in each wire format made once — by the first writer that needs them, outside
+/// any hub lock — and shared by every other writer of that format (DESIGN.md, "encode once").
+pub struct SharedMessage {
+    message: Message,
+    /// [`crate::clock::monotonic_ns`] when a live message was accepted, for the publish-to-write
+    /// latency; 0 for replayed messages, which are not measured.
+    live_since_ns: u64,
+    encoded: [std::sync::OnceLock<Bytes>; WIRE_FORMATS],
+}
+
+impl SharedMessage {
+    /// A message being delivered live: its writes are measured.
+    pub fn live(message: Message) -> Arc<SharedMessage> {
+        Arc::new(SharedMessage {
+            message,
+            live_since_ns: crate::clock::monotonic_ns(),
+            encoded: Default::default(),
+        })
+    }
+
+    /// A message replayed from history.
+    pub fn replayed(message: Message) -> Arc<SharedMessage> {
+        Arc::new(SharedMessage {
+            message,
+            live_since_ns: 0,
+            encoded: Default::default(),
+        })
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// When the message was accepted live ([`crate::clock::monotonic_ns`]), if it was.
+    pub fn live_since_ns(&self) -> Option<u64> {
+        (self.live_since_ns != 0).then_some(self.live_since_ns)
+    }
+
+    /// Its bytes in wire format `slot`, made by `encode` the first time they are asked for.
+    pub fn encoded(&self, slot: usize, encode: impl FnOnce(&Message) -> Bytes) -> &Bytes {
+        self.encoded[slot].get_or_init(|| encode(&self.message))
+    }
+}
+
+impl fmt::Debug for SharedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMessage")
+            .field("message", &self.message)
+            .field("live", &self.live_since_ns().is_some())
+            .finish()
+    }
+}

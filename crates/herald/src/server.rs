@@ -19,7 +19,9 @@ use crate::history::Retention;
 use crate::hub::liveness::{Liveness, LivenessRules};
 use crate::hub::outbox::CloseReason;
 use crate::hub::{Hub, HubSettings};
+use crate::node::Node;
 use crate::observe::metrics::Metrics;
+use crate::shutdown::stopped;
 
 /// While draining, how often streams that registered after shutdown began (their subscription
 /// raced the stop) are looked for and told to reconnect.
@@ -164,33 +166,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         Backplane::Redis(redis) => redis.node_name().to_owned(),
     };
 
-    let public = Arc::new(
-        PublicApi::new(
-            PublicSettings {
-                subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
-                allowed_origins: config.public_api.allowed_origins.clone(),
-                preflight_max_age_s: config.public_api.preflight_max_age_s,
-                head_limits: HeadLimits {
-                    max_header_value_length: config.public_api.max_header_value_length,
-                },
-                max_connections: config.public_api.max_connections,
-                max_subscriptions_per_second: config.public_api.max_subscriptions_per_second,
-                verbose_errors: config.auth.verbose_errors,
-                outbox_capacity: config.outbox_capacity,
-                sse_timeout: config.sse.timeout,
-                sse_keepalive: config.sse.keepalive,
-            },
-            Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
-            hub.clone(),
-            liveness.clone(),
-            metrics.clone(),
-        )
-        .with_backplane(backplane.clone()),
-    );
-    let internal_state = Arc::new(InternalState {
-        public: public.clone(),
+    let node = Arc::new(Node {
         hub: hub.clone(),
         liveness: liveness.clone(),
+        backplane,
+        outbox_capacity: config.outbox_capacity,
+    });
+    let public = Arc::new(PublicApi::new(
+        PublicSettings {
+            subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
+            allowed_origins: config.public_api.allowed_origins.clone(),
+            preflight_max_age_s: config.public_api.preflight_max_age_s,
+            head_limits: HeadLimits {
+                max_header_value_length: config.public_api.max_header_value_length,
+            },
+            max_connections: config.public_api.max_connections,
+            max_subscriptions_per_second: config.public_api.max_subscriptions_per_second,
+            verbose_errors: config.auth.verbose_errors,
+            sse_timeout: config.sse.timeout,
+            sse_keepalive: config.sse.keepalive,
+        },
+        Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
+        node.clone(),
+        metrics.clone(),
+    ));
+    let internal_state = Arc::new(InternalState {
+        public: public.clone(),
+        node,
         verifier: CachingVerifier::new(Verifier::new(
             config.auth.internal.clone(),
             config.internal_api.jwt_max_lifetime_s,
@@ -200,7 +202,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         max_body_size: config.internal_api.publish_max_body_size,
         revision: config.revision.clone(),
         node_name,
-        backplane,
     });
 
     let rules = LivenessRules {
@@ -298,10 +299,4 @@ fn local_addr(listener: &TcpListener) -> String {
 fn node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("herald@{}", host.trim())
-}
-
-/// Resolves once the stop flag is set (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`: drop it before the future completes.
-    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }

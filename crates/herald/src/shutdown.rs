@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::hub::liveness::Liveness;
@@ -67,6 +68,12 @@ pub async fn tell_streams_to_reconnect(liveness: &Liveness, window: Duration) ->
     }
     // The rest, including any stream that registered after the count.
     told + liveness.close_some(CloseReason::Shutdown, usize::MAX)
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it before the future completes.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
 #[cfg(test)]

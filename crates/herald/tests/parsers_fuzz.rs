@@ -7,7 +7,7 @@ use herald::api::public::request::{HeadLimits, parse_head, parse_last_event_id};
 use herald::auth::Verifier;
 use herald::auth::keys::{development_auth, parse_jwt_config};
 use herald::model::{EventId, Message};
-use herald::transport::sse::frame::Frame;
+use herald::transport::sse::frame::{chunk_event, neurow_chunk};
 use proptest::prelude::*;
 
 const LIMITS: HeadLimits = HeadLimits {
@@ -119,22 +119,21 @@ proptest! {
         event in "[a-zA-Z0-9_:. -]{1,20}",
         payload in "(?s).{1,200}",
     ) {
-        let frame = Frame::message(&Message {
+        let chunk = neurow_chunk(&Message {
             id: EventId(id),
             event: Bytes::from(event.clone()),
             payload: Bytes::from(payload.clone()),
             accepted_ms: 0,
         });
-        let (got_id, got_event, got_data) = decode_sse(&frame.event_bytes());
+        let (got_id, got_event, got_data) = decode_sse(&chunk_event(&chunk));
         prop_assert_eq!(got_id, id.to_string());
         prop_assert_eq!(got_event, event);
         // SSE has no way to carry \r: every line break reads back as \n.
         prop_assert_eq!(got_data, payload.replace("\r\n", "\n").replace('\r', "\n"));
         // One chunk: the declared size is the event's length.
-        let chunk = frame.chunk();
         let size_end = chunk.iter().position(|&b| b == b'\r').unwrap();
         let size = usize::from_str_radix(std::str::from_utf8(&chunk[..size_end]).unwrap(), 16).unwrap();
-        prop_assert_eq!(size, frame.event_bytes().len());
+        prop_assert_eq!(size, chunk_event(&chunk).len());
     }
 }
 

@@ -169,7 +169,7 @@ impl Listener {
                         self.start_repair(&mut conn).await;
                     }
                 }
-                _ = crate::server::stopped(&mut stop) => return,
+                _ = crate::shutdown::stopped(&mut stop) => return,
             }
         }
     }
@@ -184,7 +184,7 @@ impl Listener {
         loop {
             let connected = tokio::select! {
                 c = bounded(self.client.get_async_connection()) => c,
-                _ = crate::server::stopped(stop) => return None,
+                _ = crate::shutdown::stopped(stop) => return None,
             };
             match connected {
                 Ok(conn) => {

@@ -78,7 +78,7 @@ pub(super) async fn run(
         retry = true;
         let connected = tokio::select! {
             c = bounded(client.get_async_pubsub()) => c,
-            _ = crate::server::stopped(&mut stop) => return,
+            _ = crate::shutdown::stopped(&mut stop) => return,
         };
         let pubsub = match connected {
             Ok(pubsub) => pubsub,
@@ -214,7 +214,7 @@ pub(super) async fn run(
                         break;
                     }
                 }
-                _ = crate::server::stopped(&mut stop) => return,
+                _ = crate::shutdown::stopped(&mut stop) => return,
             }
         }
     }
@@ -235,7 +235,7 @@ pub(super) async fn wait_refusing(
                     let _ = ack.send(false);
                 }
             }
-            _ = crate::server::stopped(stop) => return false,
+            _ = crate::shutdown::stopped(stop) => return false,
         }
     }
 }

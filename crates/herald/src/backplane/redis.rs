@@ -376,7 +376,7 @@ pub async fn run_heartbeat(backplane: Arc<RedisBackplane>, mut stop: watch::Rece
                     Err(_) => {}
                 }
             }
-            _ = crate::server::stopped(&mut stop) => break,
+            _ = crate::shutdown::stopped(&mut stop) => break,
         }
     }
     if let Err(e) = backplane.leave().await {

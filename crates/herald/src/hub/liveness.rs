@@ -11,7 +11,6 @@ use std::time::Duration;
 use slab::Slab;
 
 use super::outbox::{CloseReason, Outbox};
-use crate::transport::sse::frame::Frame;
 
 const SHARDS: usize = 16;
 
@@ -36,7 +35,6 @@ impl LivenessRules {
 /// Every open stream's outbox.
 pub struct Liveness {
     shards: Box<[Mutex<Slab<Arc<Outbox>>>]>,
-    ping: Frame,
 }
 
 /// A stream's place in [`Liveness`].
@@ -61,7 +59,6 @@ impl Default for Liveness {
     fn default() -> Self {
         Liveness {
             shards: (0..SHARDS).map(|_| Mutex::new(Slab::new())).collect(),
-            ping: Frame::control("ping"),
         }
     }
 }
@@ -124,7 +121,7 @@ impl Liveness {
                     outbox.close(CloseReason::CredentialsExpired);
                     report.expired += 1;
                 } else if now_ms.saturating_sub(outbox.last_frame_ms()) > rules.keepalive_ms
-                    && outbox.push_keepalive(self.ping.clone(), now_ms)
+                    && outbox.push_keepalive(now_ms)
                 {
                     report.pings += 1;
                 }
@@ -169,7 +166,7 @@ mod tests {
         l.register(o.clone());
         assert_eq!(l.sweep(100, RULES), SweepReport::default());
         assert_eq!(l.sweep(101, RULES).pings, 1);
-        assert_eq!(o.depth(), 1);
+        assert!(o.ping_pending());
         assert_eq!(l.sweep(1001, RULES).timeouts, 1);
         assert_eq!(o.closing(), Some(CloseReason::Timeout));
     }
@@ -179,7 +176,18 @@ mod tests {
         let l = Liveness::default();
         let o = Arc::new(Outbox::new(8, 0, u64::MAX));
         l.register(o.clone());
-        o.push_message(Frame::control("m"), 950);
+        o.push_message(
+            super::super::outbox::Delivery {
+                index: 0,
+                message: crate::model::SharedMessage::replayed(crate::model::Message {
+                    id: crate::model::EventId(1),
+                    event: bytes::Bytes::from_static(b"e"),
+                    payload: bytes::Bytes::from_static(b"p"),
+                    accepted_ms: 950,
+                }),
+            },
+            950,
+        );
         assert_eq!(l.sweep(1001, RULES), SweepReport::default());
     }
 

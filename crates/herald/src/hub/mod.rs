@@ -4,9 +4,10 @@
 //! fixed number of shards, each a `std::sync::Mutex` held only for short, synchronous critical
 //! sections — never across an `.await` (there is no `.await` in this module).
 //!
-//! Under a topic's shard lock, a publish assigns each message its id, appends it to history,
-//! encodes its frame once and `try`-pushes the shared frame into every subscriber's outbox. A
-//! subscribe reads history and registers the outbox under the same lock. So a publish that races
+//! Under a topic's shard lock, a publish assigns each message its id, appends it to history and
+//! `try`-pushes one shared message into every subscriber's outbox; no bytes are made here (the
+//! writers encode each message once per wire format, outside the lock). A subscribe reads history
+//! and registers the outbox under the same lock. So a publish that races
 //! a subscribe is either in the replay or in the outbox, never both and never neither (DESIGN.md
 //! promise 3), and every subscriber sees a topic's messages in the order the hub accepted them.
 
@@ -27,9 +28,8 @@ use slab::Slab;
 
 use crate::clock::Clock;
 use crate::history::{Freed, Retention, TopicHistory};
-use crate::model::{EventId, Message, NewMessage, ResumeFrom, Topic};
-use crate::transport::sse::frame::Frame;
-use outbox::{Outbox, Push};
+use crate::model::{EventId, Message, NewMessage, ResumeFrom, SharedMessage, Topic};
+use outbox::{Delivery, Outbox, Push};
 
 /// Number of topic shards. A power of two well above the core count keeps two publishers to
 /// different topics off the same lock almost always.
@@ -61,7 +61,7 @@ pub struct HubStats {
     pub history_bytes: AtomicUsize,
     /// Messages accepted.
     pub messages_accepted: AtomicU64,
-    /// Frames queued to subscribers (live deliveries).
+    /// Messages queued to subscribers (live deliveries).
     pub frames_queued: AtomicU64,
     /// Subscriptions ended because their outbox overflowed.
     pub outbox_overflows: AtomicU64,
@@ -97,7 +97,7 @@ struct Shard {
 #[derive(Default)]
 struct TopicState {
     history: TopicHistory,
-    subscribers: Slab<Arc<Outbox>>,
+    subscribers: Slab<Subscriber>,
     /// Highest event id this topic has used: server ids continue above it.
     last_id: u64,
     /// Cluster mode: subscriptions still reading the shared history, with the live messages that
@@ -106,6 +106,20 @@ struct TopicState {
     /// Cluster mode: stream id of the last message delivered, so a message that arrives twice
     /// (live, and again from the history after a reconnection) is delivered once.
     last_delivered: crate::backplane::wire::StreamId,
+}
+
+/// One connection's subscription to a topic, as the topic sees it.
+#[derive(Debug)]
+struct Subscriber {
+    outbox: Arc<Outbox>,
+    /// The subscription's index in its connection, carried by each [`Delivery`].
+    index: u16,
+}
+
+impl Subscriber {
+    fn is(&self, outbox: &Arc<Outbox>) -> bool {
+        Arc::ptr_eq(&self.outbox, outbox)
+    }
 }
 
 impl TopicState {
@@ -128,11 +142,14 @@ impl SubscriptionKey {
     }
 }
 
-/// What a subscribe returns: the frames to replay first, and the key to unsubscribe with.
+/// What a subscribe returns: the messages to replay first, and the key to unsubscribe with.
 #[derive(Debug)]
 pub struct Subscribed {
-    /// History newer than the resume point, in id order, encoded.
-    pub replay: Vec<Frame>,
+    /// History newer than the resume point, in id order.
+    pub replay: Vec<Arc<SharedMessage>>,
+    /// The topic's newest event id when the subscription was registered (0 if it has none): a
+    /// client that has received nothing yet resumes from there.
+    pub head: EventId,
     /// Identifies the subscription.
     pub key: SubscriptionKey,
 }
@@ -167,7 +184,7 @@ impl Hub {
     }
 
     /// Accepts `messages` on `topic`, in order: assigns ids, stores them in history and queues
-    /// their frames to every subscriber. Never blocks on a subscriber. Returns the ids.
+    /// them to every subscriber. Never blocks on a subscriber. Returns the ids.
     pub fn publish(&self, topic: &Topic, messages: &[NewMessage]) -> Vec<EventId> {
         let mut ids = Vec::with_capacity(messages.len());
         let retention = self.settings.retention;
@@ -190,9 +207,9 @@ impl Hub {
                 };
                 ids.push(message.id);
 
-                if !state.subscribers.is_empty() {
-                    let frame = Frame::live_message(&message);
-                    self.fan_out(state, &frame, now_ms);
+                let shared = (!state.subscribers.is_empty()).then(|| SharedMessage::live(message.clone()));
+                if let Some(shared) = shared {
+                    self.fan_out(state, &shared, now_ms);
                 }
                 if retention.enabled() {
                     let size = message.retained_size();
@@ -222,16 +239,20 @@ impl Hub {
         ids
     }
 
-    fn fan_out(&self, state: &mut TopicState, frame: &Frame, now_ms: u64) {
+    fn fan_out(&self, state: &mut TopicState, message: &Arc<SharedMessage>, now_ms: u64) {
         let mut queued = 0u64;
         let mut overflowed: Vec<usize> = Vec::new();
-        for (slot, outbox) in state.subscribers.iter() {
-            match outbox.push_message(frame.clone(), now_ms) {
+        for (slot, subscriber) in state.subscribers.iter() {
+            let delivery = Delivery {
+                index: subscriber.index,
+                message: message.clone(),
+            };
+            match subscriber.outbox.push_message(delivery, now_ms) {
                 Push::Queued => queued += 1,
                 Push::Overflowed | Push::Closed => overflowed.push(slot),
             }
         }
-        // A closing subscription will never take another frame: stop offering it any.
+        // A closing connection will never take another delivery: stop offering it any.
         for slot in &overflowed {
             state.subscribers.remove(*slot);
         }
@@ -244,26 +265,29 @@ impl Hub {
         self.stats.frames_queued.fetch_add(queued, Ordering::Relaxed);
     }
 
-    /// Registers `outbox` on `topic` and returns the history to replay before live frames.
-    pub fn subscribe(&self, topic: Topic, resume: ResumeFrom, outbox: Arc<Outbox>) -> Subscribed {
+    /// Registers `outbox` on `topic` as its connection's subscription `index`, and returns the
+    /// history to replay before live deliveries.
+    pub fn subscribe(&self, topic: Topic, resume: ResumeFrom, outbox: Arc<Outbox>, index: u16) -> Subscribed {
         let now_ms = self.clock.now_ms();
         let mut shard = self.shard(&topic);
         let state = topic_state(&mut shard, &topic, &self.stats);
-        let replay: Vec<Frame> = match resume {
+        let replay: Vec<Arc<SharedMessage>> = match resume {
             ResumeFrom::Live => Vec::new(),
             _ => state
                 .history
                 .since(resume, now_ms, &self.settings.retention)
                 .into_iter()
-                .map(Frame::message)
+                .map(|m| SharedMessage::replayed(m.clone()))
                 .collect(),
         };
-        let slot = state.subscribers.insert(outbox);
+        let head = EventId(state.last_id);
+        let slot = state.subscribers.insert(Subscriber { outbox, index });
         drop(shard);
         self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
         self.stats.replayed.fetch_add(replay.len() as u64, Ordering::Relaxed);
         Subscribed {
             replay,
+            head,
             key: SubscriptionKey { topic, slot },
         }
     }
@@ -275,7 +299,7 @@ impl Hub {
             return;
         };
         // The slot may have been reused by a newer subscription: only remove our own outbox.
-        if state.subscribers.get(key.slot).is_some_and(|o| Arc::ptr_eq(o, outbox)) {
+        if state.subscribers.get(key.slot).is_some_and(|s| s.is(outbox)) {
             state.subscribers.remove(key.slot);
             state.catching_up.retain(|c| c.slot != key.slot);
             self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);

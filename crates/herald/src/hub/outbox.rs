@@ -1,4 +1,8 @@
-//! The outbox: a bounded queue of frames between the hub and one subscription's writer.
+//! The outbox: a bounded queue of deliveries between the hub and one connection's writer.
+//!
+//! A connection has one outbox whatever its transport and however many topics it holds: each
+//! [`Delivery`] is a shared message and the index of the connection's subscription it came
+//! through. The writer turns deliveries into its wire format; the outbox knows no bytes.
 //!
 //! Why not `tokio::sync::mpsc`: it allocates a 32-slot block (1.2–1.8 KB) the moment it is
 //! created, even when empty, which alone would eat most of the 3 KB budget of an idle
@@ -13,9 +17,21 @@ use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
 
-use crate::transport::sse::frame::Frame;
+use std::sync::Arc;
 
-/// Why a subscription ends. Each has a stable code, and all of them mean "reconnect".
+use crate::model::SharedMessage;
+
+/// One message for one connection: which of its subscriptions it came through, and the message.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The subscription's index in its connection (0 for a one-topic connection).
+    pub index: u16,
+    /// The message, shared with every other connection that receives it.
+    pub message: Arc<SharedMessage>,
+}
+
+/// Why a connection ends. Each has a stable code, and all of them mean "reconnect"; each
+/// transport says it its own way (SSE: a closing event).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CloseReason {
     /// The outbox overflowed: the client reads slower than messages arrive. It gets `reconnect`
@@ -33,15 +49,6 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// The SSE event sent before the stream ends.
-    pub fn event_name(self) -> &'static str {
-        match self {
-            CloseReason::SlowConsumer | CloseReason::Shutdown | CloseReason::BackplaneUnavailable => "reconnect",
-            CloseReason::Timeout => "timeout",
-            CloseReason::CredentialsExpired => "credentials_expired",
-        }
-    }
-
     /// A stable code for logs and metrics.
     pub fn code(self) -> &'static str {
         match self {
@@ -57,37 +64,39 @@ impl CloseReason {
 /// What a push did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Push {
-    /// The frame is queued.
+    /// The delivery is queued.
     Queued,
-    /// The outbox was full: the frame is dropped and the subscription is closing as too slow.
+    /// The outbox was full: the delivery is dropped and the connection is closing as too slow.
     Overflowed,
-    /// The subscription was already closing; the frame is dropped.
+    /// The connection was already closing; the delivery is dropped.
     Closed,
 }
 
 /// What the writer takes from an outbox at once.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Taken {
-    /// Frames to write, oldest first.
-    Frames,
-    /// Nothing is left to write and the subscription must end for this reason.
+    /// Deliveries to write, oldest first.
+    Deliveries,
+    /// Nothing is queued and a keep-alive is due.
+    Ping,
+    /// Nothing is left to write and the connection must end for this reason.
     Close(CloseReason),
 }
 
-/// Most frames the writer takes per wake-up: one `writev` carries them all.
+/// Most deliveries the writer takes per wake-up: one `writev` carries them all.
 pub const MAX_BATCH: usize = 64;
 
 /// Outbox capacity above which a drained queue gives its memory back.
 const SHRINK_ABOVE: usize = 4;
 
-/// One subscription's queue and liveness clocks.
+/// One connection's queue and liveness clocks.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
     waker: AtomicWaker,
-    /// Frames allowed in the queue; one more ends the subscription as [`CloseReason::SlowConsumer`].
+    /// Deliveries allowed in the queue; one more ends the connection as [`CloseReason::SlowConsumer`].
     capacity: u32,
-    /// Wall-clock ms of the last frame queued (message or ping): drives keep-alives.
+    /// Wall-clock ms of the last delivery or ping queued: drives keep-alives.
     last_frame_ms: AtomicU64,
     /// Wall-clock ms of the last message queued: drives the inactivity timeout.
     last_message_ms: AtomicU64,
@@ -97,12 +106,14 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Frame>,
+    queue: VecDeque<Delivery>,
+    /// A keep-alive is due (only ever set while the queue is empty).
+    ping: bool,
     closing: Option<CloseReason>,
 }
 
 impl Outbox {
-    /// An empty outbox for a subscription opened at `now_ms` whose token expires at `expires_ms`.
+    /// An empty outbox for a connection opened at `now_ms` whose token expires at `expires_ms`.
     pub fn new(capacity: usize, now_ms: u64, expires_ms: u64) -> Outbox {
         Outbox {
             state: Mutex::new(State::default()),
@@ -120,17 +131,18 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a message frame; never blocks. On overflow the subscription starts closing.
-    pub fn push_message(&self, frame: Frame, now_ms: u64) -> Push {
+    /// Queues a delivery; never blocks. On overflow the connection starts closing.
+    pub fn push_message(&self, delivery: Delivery, now_ms: u64) -> Push {
         let result = {
             let mut state = self.lock();
             if state.closing.is_some() {
                 Push::Closed
-            } else if state.frames.len() >= self.capacity as usize {
+            } else if state.queue.len() >= self.capacity as usize {
                 state.closing = Some(CloseReason::SlowConsumer);
                 Push::Overflowed
             } else {
-                state.frames.push_back(frame);
+                state.queue.push_back(delivery);
+                state.ping = false;
                 Push::Queued
             }
         };
@@ -144,27 +156,27 @@ impl Outbox {
         result
     }
 
-    /// Queues a control frame (a ping) unless the subscription is closing or has frames waiting:
-    /// frames already queued will reach the client anyway, so a ping would add nothing.
-    pub fn push_keepalive(&self, frame: Frame, now_ms: u64) -> bool {
+    /// Asks for a keep-alive unless the connection is closing or has deliveries waiting: those
+    /// will reach the client anyway, so a ping would add nothing.
+    pub fn push_keepalive(&self, now_ms: u64) -> bool {
         {
             let mut state = self.lock();
-            if state.closing.is_some() || !state.frames.is_empty() {
+            if state.closing.is_some() || !state.queue.is_empty() || state.ping {
                 return false;
             }
-            state.frames.push_back(frame);
+            state.ping = true;
         }
         self.last_frame_ms.store(now_ms, Ordering::Relaxed);
         self.waker.wake();
         true
     }
 
-    /// Most frames it queues.
+    /// Most deliveries it queues.
     pub fn capacity(&self) -> usize {
         self.capacity as usize
     }
 
-    /// Starts closing for `reason`, unless already closing. Frames already queued are written first.
+    /// Starts closing for `reason`, unless already closing. Deliveries already queued are written first.
     pub fn close(&self, reason: CloseReason) {
         let changed = {
             let mut state = self.lock();
@@ -177,23 +189,28 @@ impl Outbox {
         }
     }
 
-    /// The reason the subscription is closing, if it is.
+    /// The reason the connection is closing, if it is.
     pub fn closing(&self) -> Option<CloseReason> {
         self.lock().closing
     }
 
-    /// Moves up to [`MAX_BATCH`] frames into `batch`, or says the stream must end.
-    pub fn poll_take(&self, cx: &mut Context<'_>, batch: &mut Vec<Frame>) -> Poll<Taken> {
+    /// Moves up to [`MAX_BATCH`] deliveries into `batch`, or says a ping is due or the
+    /// connection must end.
+    pub fn poll_take(&self, cx: &mut Context<'_>, batch: &mut Vec<Delivery>) -> Poll<Taken> {
         // Register before looking, so a push between the look and the return still wakes us.
         self.waker.register(cx.waker());
         let mut state = self.lock();
-        if !state.frames.is_empty() {
-            let n = state.frames.len().min(MAX_BATCH);
-            batch.extend(state.frames.drain(..n));
-            if state.frames.is_empty() && state.frames.capacity() > SHRINK_ABOVE {
-                state.frames = VecDeque::new();
+        if !state.queue.is_empty() {
+            let n = state.queue.len().min(MAX_BATCH);
+            batch.extend(state.queue.drain(..n));
+            if state.queue.is_empty() && state.queue.capacity() > SHRINK_ABOVE {
+                state.queue = VecDeque::new();
             }
-            return Poll::Ready(Taken::Frames);
+            return Poll::Ready(Taken::Deliveries);
+        }
+        if state.ping {
+            state.ping = false;
+            return Poll::Ready(Taken::Ping);
         }
         match state.closing {
             Some(reason) => Poll::Ready(Taken::Close(reason)),
@@ -201,7 +218,7 @@ impl Outbox {
         }
     }
 
-    /// Ready once the subscription starts closing; used while a write is stuck.
+    /// Ready once the connection starts closing; used while a write is stuck.
     pub fn poll_closing(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
         self.waker.register(cx.waker());
         match self.lock().closing {
@@ -210,12 +227,12 @@ impl Outbox {
         }
     }
 
-    /// When the last frame was queued.
+    /// When the last delivery or ping was queued.
     pub fn last_frame_ms(&self) -> u64 {
         self.last_frame_ms.load(Ordering::Relaxed)
     }
 
-    /// When the last message was queued.
+    /// When the last delivery was queued.
     pub fn last_message_ms(&self) -> u64 {
         self.last_message_ms.load(Ordering::Relaxed)
     }
@@ -225,50 +242,78 @@ impl Outbox {
         self.expires_ms
     }
 
-    /// Frames waiting to be written.
+    /// Deliveries waiting to be written.
     pub fn depth(&self) -> usize {
-        self.lock().frames.len()
+        self.lock().queue.len()
+    }
+
+    /// Whether a keep-alive is waiting to be written.
+    pub fn ping_pending(&self) -> bool {
+        self.lock().ping
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{EventId, Message};
+    use bytes::Bytes;
     use std::future::poll_fn;
 
+    fn delivery(id: u64) -> Delivery {
+        Delivery {
+            index: 0,
+            message: SharedMessage::replayed(Message {
+                id: EventId(id),
+                event: Bytes::from_static(b"e"),
+                payload: Bytes::from_static(b"p"),
+                accepted_ms: 0,
+            }),
+        }
+    }
+
+    fn ids(batch: &[Delivery]) -> Vec<u64> {
+        batch.iter().map(|d| d.message.message().id.0).collect()
+    }
+
     #[test]
-    fn overflow_closes_as_slow_consumer_and_drops_later_frames() {
+    fn overflow_closes_as_slow_consumer_and_drops_later_deliveries() {
         let o = Outbox::new(2, 0, u64::MAX);
-        let f = Frame::control("x");
-        assert_eq!(o.push_message(f.clone(), 1), Push::Queued);
-        assert_eq!(o.push_message(f.clone(), 2), Push::Queued);
-        assert_eq!(o.push_message(f.clone(), 3), Push::Overflowed);
-        assert_eq!(o.push_message(f.clone(), 4), Push::Closed);
+        assert_eq!(o.push_message(delivery(1), 1), Push::Queued);
+        assert_eq!(o.push_message(delivery(2), 2), Push::Queued);
+        assert_eq!(o.push_message(delivery(3), 3), Push::Overflowed);
+        assert_eq!(o.push_message(delivery(4), 4), Push::Closed);
         assert_eq!(o.closing(), Some(CloseReason::SlowConsumer));
         assert_eq!(o.last_message_ms(), 2);
     }
 
     #[tokio::test]
-    async fn queued_frames_are_taken_before_the_close() {
+    async fn queued_deliveries_are_taken_before_the_close() {
         let o = Outbox::new(8, 0, u64::MAX);
-        o.push_message(Frame::control("a"), 1);
+        o.push_message(delivery(1), 1);
         o.close(CloseReason::Shutdown);
         o.close(CloseReason::Timeout); // the first reason wins
         let mut batch = Vec::new();
-        assert_eq!(poll_fn(|cx| o.poll_take(cx, &mut batch)).await, Taken::Frames);
-        assert_eq!(batch, [Frame::control("a")]);
+        assert_eq!(poll_fn(|cx| o.poll_take(cx, &mut batch)).await, Taken::Deliveries);
+        assert_eq!(ids(&batch), [1]);
         assert_eq!(
             poll_fn(|cx| o.poll_take(cx, &mut batch)).await,
             Taken::Close(CloseReason::Shutdown)
         );
     }
 
-    #[test]
-    fn keepalives_skip_busy_or_closing_outboxes() {
+    #[tokio::test]
+    async fn keepalives_skip_busy_or_closing_outboxes_and_are_taken_once() {
         let o = Outbox::new(8, 0, u64::MAX);
-        assert!(o.push_keepalive(Frame::control("ping"), 5));
-        assert!(!o.push_keepalive(Frame::control("ping"), 6));
+        assert!(o.push_keepalive(5));
+        assert!(!o.push_keepalive(6), "one ping is pending already");
         assert_eq!(o.last_frame_ms(), 5);
         assert_eq!(o.last_message_ms(), 0, "a ping is not a message");
+        let mut batch = Vec::new();
+        assert_eq!(poll_fn(|cx| o.poll_take(cx, &mut batch)).await, Taken::Ping);
+        o.push_message(delivery(1), 7);
+        assert!(!o.push_keepalive(8), "a delivery is waiting");
+        o.close(CloseReason::Shutdown);
+        assert!(!o.push_keepalive(9));
     }
 }

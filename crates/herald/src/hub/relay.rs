@@ -11,18 +11,17 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::outbox::{CloseReason, Outbox, Push};
-use super::{Hub, SubscriptionKey, topic_state};
+use super::outbox::{CloseReason, Delivery, Outbox, Push};
+use super::{Hub, Subscriber, SubscriptionKey, topic_state};
 use crate::backplane::wire::{Carried, StreamId};
-use crate::model::{Message, ResumeFrom, Topic};
-use crate::transport::sse::frame::Frame;
+use crate::model::{Message, ResumeFrom, SharedMessage, Topic};
 
-/// A subscription reading the shared history, and the live frames it has been sent meanwhile;
+/// A subscription reading the shared history, and the live messages it has been sent meanwhile;
 /// then, once live, the last stream id its replay contained.
 #[derive(Debug)]
 pub(super) struct CatchingUp {
     pub(super) slot: usize,
-    held: Vec<(StreamId, Frame)>,
+    held: Vec<(StreamId, Arc<SharedMessage>)>,
     /// Set when the catch-up is done: the history read ended at this stream id, so a live
     /// message at or below it is already in the replay. The history reply and the channel's
     /// messages come over different connections, so a message the read contained can still
@@ -49,18 +48,25 @@ pub fn merge_catch_up<T>(
     let live = held
         .into_iter()
         .filter(|(sid, _)| last_read.is_none_or(|last| *sid > last))
-        .map(|(_, frame)| frame)
+        .map(|(_, message)| message)
         .collect();
     (replay, live)
 }
 
 impl Hub {
-    /// Registers `outbox` on `topic` without replaying anything yet. When `resume` asks for
-    /// history, live messages are held until [`Hub::finish_catch_up`].
-    pub fn subscribe_relayed(&self, topic: Topic, resume: ResumeFrom, outbox: Arc<Outbox>) -> SubscriptionKey {
+    /// Registers `outbox` on `topic` as its connection's subscription `index`, without replaying
+    /// anything yet. When `resume` asks for history, live messages are held until
+    /// [`Hub::finish_catch_up`].
+    pub fn subscribe_relayed(
+        &self,
+        topic: Topic,
+        resume: ResumeFrom,
+        outbox: Arc<Outbox>,
+        index: u16,
+    ) -> SubscriptionKey {
         let mut shard = self.shard(&topic);
         let state = topic_state(&mut shard, &topic, &self.stats);
-        let slot = state.subscribers.insert(outbox);
+        let slot = state.subscribers.insert(Subscriber { outbox, index });
         if resume != ResumeFrom::Live {
             state.catching_up.push(CatchingUp {
                 slot,
@@ -87,9 +93,14 @@ impl Hub {
         let Some(state) = shard.topics.get_mut(&key.topic) else {
             return;
         };
-        if !state.subscribers.get(key.slot).is_some_and(|o| Arc::ptr_eq(o, outbox)) {
+        let Some(index) = state
+            .subscribers
+            .get(key.slot)
+            .filter(|s| s.is(outbox))
+            .map(|s| s.index)
+        else {
             return;
-        }
+        };
         let Some(i) = state
             .catching_up
             .iter()
@@ -106,10 +117,10 @@ impl Hub {
         }
         let (replay, live) = merge_catch_up(resume, history, held);
         let replayed = replay.len() as u64;
-        let frames = replay.iter().map(Frame::message).chain(live);
+        let messages = replay.into_iter().map(SharedMessage::replayed).chain(live);
         let mut overflowed = false;
-        for frame in frames {
-            if outbox.push_message(frame, now_ms) != Push::Queued {
+        for message in messages {
+            if outbox.push_message(Delivery { index, message }, now_ms) != Push::Queued {
                 overflowed = true;
                 break;
             }
@@ -130,7 +141,7 @@ impl Hub {
             .topics
             .get(&key.topic)
             .and_then(|state| state.subscribers.get(key.slot))
-            .is_some_and(|o| Arc::ptr_eq(o, outbox))
+            .is_some_and(|s| s.is(outbox))
     }
 
     /// Ends a catching-up subscription that could not read the shared history: its client
@@ -159,8 +170,9 @@ impl Hub {
                 }
                 state.last_delivered = carried.stream_id;
             }
-            let frame = Frame::message(&carried.message);
-            for (slot, outbox) in state.subscribers.iter() {
+            let message = SharedMessage::live(carried.message.clone());
+            for (slot, subscriber) in state.subscribers.iter() {
+                let outbox = &subscriber.outbox;
                 if let Some(c) = state.catching_up.iter_mut().find(|c| c.slot == slot) {
                     match c.replayed_through {
                         // Already in its replay.
@@ -170,7 +182,7 @@ impl Hub {
                         Some(_) => {}
                         None => {
                             if c.held.len() < outbox.capacity() {
-                                c.held.push((carried.stream_id, frame.clone()));
+                                c.held.push((carried.stream_id, message.clone()));
                             } else {
                                 outbox.close(CloseReason::SlowConsumer);
                                 dropped.push(slot);
@@ -179,7 +191,11 @@ impl Hub {
                         }
                     }
                 }
-                match outbox.push_message(frame.clone(), now_ms) {
+                let delivery = Delivery {
+                    index: subscriber.index,
+                    message: message.clone(),
+                };
+                match outbox.push_message(delivery, now_ms) {
                     Push::Queued => queued += 1,
                     Push::Overflowed | Push::Closed => dropped.push(slot),
                 }
@@ -302,7 +318,7 @@ mod tests {
         let hub = relay_hub();
         let topic = Topic::from_full_name("i-t");
         let outbox = Arc::new(Outbox::new(16, 0, u64::MAX));
-        hub.subscribe_relayed(topic.clone(), ResumeFrom::Live, outbox.clone());
+        hub.subscribe_relayed(topic.clone(), ResumeFrom::Live, outbox.clone(), 0);
         hub.deliver(&topic, &[carried(1, 10), carried(2, 20)]);
         // After a reconnection the listener replays the history: only 3 is new.
         hub.deliver(&topic, &[carried(1, 10), carried(2, 20), carried(3, 30)]);
@@ -325,8 +341,8 @@ mod tests {
         let topic = Topic::from_full_name("i-t");
         let resuming = Arc::new(Outbox::new(16, 0, u64::MAX));
         let live = Arc::new(Outbox::new(16, 0, u64::MAX));
-        let key = hub.subscribe_relayed(topic.clone(), ResumeFrom::After(0), resuming.clone());
-        hub.subscribe_relayed(topic.clone(), ResumeFrom::Live, live.clone());
+        let key = hub.subscribe_relayed(topic.clone(), ResumeFrom::After(0), resuming.clone(), 0);
+        hub.subscribe_relayed(topic.clone(), ResumeFrom::Live, live.clone(), 0);
         // The history read saw stream ids 1 and 2; neither has come over the channel yet.
         hub.finish_catch_up(
             &key,

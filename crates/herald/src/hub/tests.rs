@@ -39,18 +39,25 @@ fn topic() -> Topic {
     Topic::namespaced("iss", "t")
 }
 
-/// Takes every frame queued in `outbox` and returns their SSE events as text.
+/// A message as text shaped like its SSE event, to compare with in assertions.
+fn render(m: &SharedMessage) -> String {
+    let m = m.message();
+    format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        m.id,
+        String::from_utf8_lossy(&m.event),
+        String::from_utf8_lossy(&m.payload)
+    )
+}
+
+/// Takes every delivery queued in `outbox` and returns their messages as text.
 fn drain(outbox: &Outbox) -> Vec<String> {
     let mut out = Vec::new();
     loop {
         let mut batch = Vec::new();
         let taken = futures_now(|cx| outbox.poll_take(cx, &mut batch));
-        out.extend(
-            batch
-                .iter()
-                .map(|f| String::from_utf8(f.event_bytes().to_vec()).unwrap()),
-        );
-        if taken != Some(Taken::Frames) {
+        out.extend(batch.iter().map(|d| render(&d.message)));
+        if taken != Some(Taken::Deliveries) {
             return out;
         }
     }
@@ -90,10 +97,10 @@ fn resuming_from_the_middle_of_a_batch_loses_nothing() {
     let (hub, _) = hub();
     hub.publish(&topic(), &[new("a", None), new("b", None), new("c", None)]);
     let outbox = Arc::new(Outbox::new(16, T0, u64::MAX));
-    let sub = hub.subscribe(topic(), ResumeFrom::After(i128::from(T0)), outbox);
-    let replayed: Vec<_> = sub.replay.iter().map(|f| f.event_bytes()).collect();
+    let sub = hub.subscribe(topic(), ResumeFrom::After(i128::from(T0)), outbox, 0);
+    let replayed: Vec<_> = sub.replay.iter().map(|m| render(m)).collect();
     assert_eq!(replayed.len(), 2);
-    assert!(replayed[0].ends_with(b"data: b\n\n") && replayed[1].ends_with(b"data: c\n\n"));
+    assert!(replayed[0].ends_with("data: b\n\n") && replayed[1].ends_with("data: c\n\n"));
 }
 
 #[test]
@@ -101,8 +108,8 @@ fn live_subscribers_get_frames_in_publish_order_and_others_do_not() {
     let (hub, _) = hub();
     let mine = Arc::new(Outbox::new(16, T0, u64::MAX));
     let other = Arc::new(Outbox::new(16, T0, u64::MAX));
-    hub.subscribe(topic(), ResumeFrom::Live, mine.clone());
-    hub.subscribe(Topic::namespaced("iss", "other"), ResumeFrom::Live, other.clone());
+    hub.subscribe(topic(), ResumeFrom::Live, mine.clone(), 0);
+    hub.subscribe(Topic::namespaced("iss", "other"), ResumeFrom::Live, other.clone(), 0);
     hub.publish(&topic(), &[new("1", None), new("2", None)]);
     let got = drain(&mine);
     assert_eq!(
@@ -120,8 +127,8 @@ fn a_full_outbox_ends_only_that_subscription() {
     let (hub, _) = hub();
     let slow = Arc::new(Outbox::new(2, T0, u64::MAX));
     let fast = Arc::new(Outbox::new(100, T0, u64::MAX));
-    hub.subscribe(topic(), ResumeFrom::Live, slow.clone());
-    hub.subscribe(topic(), ResumeFrom::Live, fast.clone());
+    hub.subscribe(topic(), ResumeFrom::Live, slow.clone(), 0);
+    hub.subscribe(topic(), ResumeFrom::Live, fast.clone(), 0);
     for i in 0..5 {
         hub.publish(&topic(), &[new(&i.to_string(), None)]);
     }
@@ -154,16 +161,13 @@ fn a_publish_racing_subscribes_is_delivered_exactly_once() {
     let mut subscribers = Vec::new();
     while !publisher.is_finished() || subscribers.len() < 5 {
         let outbox = Arc::new(Outbox::new(MESSAGES + 1, T0, u64::MAX));
-        let sub = hub.subscribe(topic(), ResumeFrom::After(0), outbox.clone());
+        let sub = hub.subscribe(topic(), ResumeFrom::After(0), outbox.clone(), 0);
         subscribers.push((sub.replay, outbox));
         std::thread::yield_now();
     }
     publisher.join().unwrap();
     for (replay, outbox) in subscribers {
-        let mut payloads: Vec<String> = replay
-            .iter()
-            .map(|f| String::from_utf8(f.event_bytes().to_vec()).unwrap())
-            .collect();
+        let mut payloads: Vec<String> = replay.iter().map(|m| render(m)).collect();
         payloads.extend(drain(&outbox));
         let numbers: Vec<usize> = payloads
             .iter()
@@ -237,13 +241,13 @@ fn expiry_frees_history_and_forgets_idle_topics() {
 fn unsubscribing_a_reused_slot_does_not_remove_the_newcomer() {
     let (hub, _) = hub();
     let first = Arc::new(Outbox::new(2, T0, u64::MAX));
-    let sub = hub.subscribe(topic(), ResumeFrom::Live, first.clone());
+    let sub = hub.subscribe(topic(), ResumeFrom::Live, first.clone(), 0);
     // Overflow the first so the hub drops it, then a newcomer takes the same slot.
     for _ in 0..3 {
         hub.publish(&topic(), &[new("x", None)]);
     }
     let second = Arc::new(Outbox::new(8, T0, u64::MAX));
-    let _sub2 = hub.subscribe(topic(), ResumeFrom::Live, second.clone());
+    let _sub2 = hub.subscribe(topic(), ResumeFrom::Live, second.clone(), 0);
     hub.unsubscribe(&sub.key, &first);
     hub.publish(&topic(), &[new("y", None)]);
     assert_eq!(drain(&second).len(), 1);

@@ -26,9 +26,8 @@ use tracing::Level;
 
 use crate::auth::{AuthError, CachingVerifier, bearer_token};
 use crate::backplane::Backplane;
-use crate::hub::Hub;
-use crate::hub::liveness::Liveness;
 use crate::model::Topic;
+use crate::node::Node;
 use crate::observe::metrics::{Interface, Metrics};
 use crate::observe::request_log::{RequestLog, authentication_refused, request_event};
 
@@ -50,10 +49,8 @@ const UNCOUNTED: &[&str] = &["/ping", "/favicon.ico", "/metrics"];
 pub struct InternalState {
     /// The public API, for its connection counts.
     pub public: Arc<crate::api::public::PublicApi>,
-    /// The node's topics.
-    pub hub: Arc<Hub>,
-    /// The node's open streams.
-    pub liveness: Arc<Liveness>,
+    /// The node's core: publish, history, its open connections.
+    pub node: Arc<Node>,
     /// Verifies publisher tokens, remembering the accepted ones.
     pub verifier: CachingVerifier,
     /// The node's metrics.
@@ -66,8 +63,6 @@ pub struct InternalState {
     pub revision: Option<String>,
     /// This node's name, for `/nodes`.
     pub node_name: String,
-    /// How this node reaches the others (membership for `/nodes`).
-    pub backplane: Backplane,
 }
 
 /// The internal API's router.
@@ -132,7 +127,7 @@ async fn authenticate(State(state): State<Arc<InternalState>>, request: Request,
     if OPEN_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return next.run(request).await;
     }
-    let now_s = (state.hub.clock().now_ms() / 1000) as i64;
+    let now_s = (state.node.hub.clock().now_ms() / 1000) as i64;
     match token(request.headers()).and_then(|t| state.verifier.verify(t, now_s)) {
         Ok(_) => next.run(request).await,
         Err(e) => refuse_token(&state, e, request_log(&request)),
@@ -185,7 +180,7 @@ async fn ping(State(state): State<Arc<InternalState>>) -> Response {
 async fn nodes(State(state): State<Arc<InternalState>>) -> Response {
     text(
         StatusCode::OK,
-        state.backplane.nodes(&state.node_name).await.neurow_text(),
+        state.node.backplane.nodes(&state.node_name).await.neurow_text(),
     )
 }
 
@@ -197,7 +192,7 @@ async fn cluster_size_above(State(state): State<Arc<InternalState>>, Path(size):
             "The size must be a whole number",
         );
     };
-    let cluster_size = state.backplane.nodes(&state.node_name).await.total() as u64;
+    let cluster_size = state.node.backplane.nodes(&state.node_name).await.total() as u64;
     let status = if cluster_size >= size {
         StatusCode::OK
     } else {
@@ -208,19 +203,16 @@ async fn cluster_size_above(State(state): State<Arc<InternalState>>, Path(size):
 
 async fn history(State(state): State<Arc<InternalState>>, Path(topic): Path<String>) -> Response {
     let topic = Topic::from_full_name(&topic);
-    let retained = match &state.backplane {
-        Backplane::Local => state.hub.history(&topic),
-        Backplane::Redis(redis) => match redis.history(&topic).await {
-            Ok(carried) => crate::backplane::replay_order(carried.into_iter().map(|c| c.message).collect()),
-            Err(e) => {
-                tracing::warn!(error = %e, "history refused: Redis unavailable");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "backplane_unavailable",
-                    "The cluster's Redis is unavailable; retry later",
-                );
-            }
-        },
+    let retained = match state.node.history(&topic).await {
+        Ok(retained) => retained,
+        Err(e) => {
+            tracing::warn!(error = %e, "history refused: Redis unavailable");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backplane_unavailable",
+                "The cluster's Redis is unavailable; retry later",
+            );
+        }
     };
     let messages: Vec<_> = retained
         .into_iter()
@@ -239,8 +231,8 @@ async fn metrics(State(state): State<Arc<InternalState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(
-            state.hub.stats(),
-            match &state.backplane {
+            state.node.hub.stats(),
+            match &state.node.backplane {
                 Backplane::Local => None,
                 Backplane::Redis(redis) => Some(redis.stats()),
             },

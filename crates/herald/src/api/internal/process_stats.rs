@@ -13,10 +13,10 @@ use crate::observe::process;
 
 /// The snapshot.
 pub(super) fn collect(state: &InternalState) -> Value {
-    let stats = state.hub.stats();
-    let mut depths = Vec::with_capacity(state.liveness.len());
+    let stats = state.node.hub.stats();
+    let mut depths = Vec::with_capacity(state.node.liveness.len());
     let mut closing = 0usize;
-    state.liveness.for_each_outbox(|outbox| {
+    state.node.liveness.for_each_outbox(|outbox| {
         depths.push(outbox.depth());
         closing += usize::from(outbox.closing().is_some());
     });

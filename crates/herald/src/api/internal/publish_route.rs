@@ -20,7 +20,6 @@ use tracing::Level;
 
 use super::publish::parse_publish;
 use super::{InternalState, error, is_json, token};
-use crate::backplane::Backplane;
 use crate::model::Topic;
 use crate::observe::metrics::Interface;
 use crate::observe::request_log::{RequestLog, request_event};
@@ -43,7 +42,7 @@ pub(super) async fn publish(
 
 async fn handle(state: &InternalState, parts: &Parts, body: Incoming, peer: SocketAddr) -> Response {
     let log = || RequestLog::http(&parts.method, &parts.uri, &parts.headers, Some(peer));
-    let now_s = (state.hub.clock().now_ms() / 1000) as i64;
+    let now_s = (state.node.hub.clock().now_ms() / 1000) as i64;
     let principal = match token(&parts.headers).and_then(|t| state.verifier.verify(t, now_s)) {
         Ok(principal) => principal,
         Err(e) => return super::refuse_token(state, e, log()),
@@ -92,43 +91,24 @@ async fn handle(state: &InternalState, parts: &Parts, body: Incoming, peer: Sock
         Ok(p) => p,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, "invalid_payload", &e.0),
     };
-    let publish_timestamp = state.hub.clock().now_ms();
-    match &state.backplane {
-        Backplane::Local => {
-            for topic in &parsed.topics {
-                state
-                    .hub
-                    .publish(&Topic::namespaced(&principal.issuer, topic), &parsed.messages);
-            }
-        }
-        Backplane::Redis(redis) => {
-            for topic in &parsed.topics {
-                let topic = Topic::namespaced(&principal.issuer, topic);
-                let published = redis.publish(&topic, &parsed.messages).await;
-                if published.is_ok() {
-                    state
-                        .hub
-                        .stats()
-                        .messages_accepted
-                        .fetch_add(parsed.messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                }
-                if let Err(e) = published {
-                    // Earlier topics of this request may be accepted already (docs/cluster.md).
-                    request_event!(
-                        Level::WARN,
-                        log(),
-                        error.code = "backplane_unavailable",
-                        error.message = %e,
-                        http.response.status_code = 503,
-                        "publish refused: Redis unavailable"
-                    );
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "backplane_unavailable",
-                        "The cluster's Redis is unavailable; retry later",
-                    );
-                }
-            }
+    let publish_timestamp = state.node.hub.clock().now_ms();
+    for topic in &parsed.topics {
+        let topic = Topic::namespaced(&principal.issuer, topic);
+        if let Err(e) = state.node.publish(&topic, &parsed.messages).await {
+            // Earlier topics of this request may be accepted already (docs/cluster.md).
+            request_event!(
+                Level::WARN,
+                log(),
+                error.code = "backplane_unavailable",
+                error.message = %e,
+                http.response.status_code = 503,
+                "publish refused: Redis unavailable"
+            );
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backplane_unavailable",
+                "The cluster's Redis is unavailable; retry later",
+            );
         }
     }
     state.metrics.publish_accepted(&principal.issuer);

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tower_service::Service;
 
 use super::{InternalState, publish_route, router};
-use crate::server::stopped;
+use crate::shutdown::stopped;
 
 /// How long a client may take to send a request head (slow clients hold a task and a buffer).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

@@ -38,6 +38,7 @@ use super::subscription::Subscription;
 use super::{Action, HEAD_READ_TIMEOUT, OpenGuard, PeerIp, PublicApi};
 use crate::observe::metrics::Interface;
 use crate::transport::sse::body::EventBody;
+use crate::transport::sse::events::EventFormat;
 
 /// Streams one client may open at once on one connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
 /// Far above what a page needs (browsers allowed six over HTTP/1.1), and it bounds what a
@@ -259,7 +260,7 @@ impl PublicApi {
             Action::Subscribe(subscribe) => {
                 let (subscription, replay) = Subscription::open(self, subscribe);
                 let mut response = Response::new(ResponseBody {
-                    kind: BodyKind::Events(EventBody::new(subscription, replay)),
+                    kind: BodyKind::Events(EventBody::new(subscription, EventFormat::Neurow, replay)),
                     _active: active,
                 });
                 *response.headers_mut() = self.stream_headers_h2.clone();

@@ -39,14 +39,13 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Level;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
-use crate::backplane::Backplane;
-use crate::hub::Hub;
-use crate::hub::liveness::Liveness;
 use crate::hub::outbox::Outbox;
 use crate::model::Topic;
+use crate::node::Node;
 use crate::observe::metrics::{Interface, Metrics};
 use crate::observe::request_log::{RequestLog, authentication_refused, request_event};
-use crate::server::stopped;
+use crate::shutdown::stopped;
+use crate::transport::sse::events::{EventFormat, Framing};
 use crate::transport::sse::stream::{self, HeldConnection};
 use admission::{Admission, SubscriptionRate};
 use request::{Body, HeadError, HeadLimits, Method, Request, RequestHead, parse_head, parse_last_event_id};
@@ -95,8 +94,6 @@ pub struct PublicSettings {
     pub max_subscriptions_per_second: Option<u32>,
     /// Whether 403s carry their precise code.
     pub verbose_errors: bool,
-    /// Outbox capacity of each subscription.
-    pub outbox_capacity: usize,
     /// `SSE_TIMEOUT`, for the response header.
     pub sse_timeout: Duration,
     /// `SSE_KEEPALIVE`, for the response header.
@@ -107,8 +104,7 @@ pub struct PublicSettings {
 pub struct PublicApi {
     settings: PublicSettings,
     verifier: Verifier,
-    hub: Arc<Hub>,
-    liveness: Arc<Liveness>,
+    node: Arc<Node>,
     metrics: Arc<Metrics>,
     /// The success response heads, identical for every stream: built once. Chunked for HTTP/1.1,
     /// raw for HTTP/1.0.
@@ -128,8 +124,6 @@ pub struct PublicApi {
     stopping: AtomicBool,
     /// Wakes connections waiting for a request head when shutdown starts.
     stop_notify: Notify,
-    /// How subscriptions reach other nodes' messages (cluster mode) or not.
-    backplane: Backplane,
 }
 
 enum Action {
@@ -138,14 +132,8 @@ enum Action {
 }
 
 impl PublicApi {
-    /// The public API over a hub.
-    pub fn new(
-        settings: PublicSettings,
-        verifier: Verifier,
-        hub: Arc<Hub>,
-        liveness: Arc<Liveness>,
-        metrics: Arc<Metrics>,
-    ) -> PublicApi {
+    /// The public API of a node.
+    pub fn new(settings: PublicSettings, verifier: Verifier, node: Arc<Node>, metrics: Arc<Metrics>) -> PublicApi {
         let (timeout_ms, keepalive_ms) = (settings.sse_timeout.as_millis(), settings.sse_keepalive.as_millis());
         let stream_headers = response::stream_headers(timeout_ms, keepalive_ms);
         let stream_head = response::stream_head(&stream_headers, true);
@@ -156,8 +144,7 @@ impl PublicApi {
         PublicApi {
             settings,
             verifier,
-            hub,
-            liveness,
+            node,
             metrics,
             stream_head,
             stream_head_http10,
@@ -168,14 +155,7 @@ impl PublicApi {
             drained: Notify::new(),
             stopping: AtomicBool::new(false),
             stop_notify: Notify::new(),
-            backplane: Backplane::Local,
         }
-    }
-
-    /// Subscriptions receive the messages of every node through `backplane`.
-    pub fn with_backplane(mut self, backplane: Backplane) -> PublicApi {
-        self.backplane = backplane;
-        self
     }
 
     /// Accepts connections until `stop` turns true, each served on its own task, over TLS when an
@@ -294,10 +274,7 @@ impl PublicApi {
 
     /// Answers requests on the connection until it closes or becomes a subscription, and says
     /// how that subscription's body is framed (chunked for HTTP/1.1, raw for HTTP/1.0).
-    async fn serve_requests<S: HeldConnection + PeerIp>(
-        &self,
-        socket: &mut S,
-    ) -> Option<(SubscribeRequest, stream::Framing)> {
+    async fn serve_requests<S: HeldConnection + PeerIp>(&self, socket: &mut S) -> Option<(SubscribeRequest, Framing)> {
         // Read here rather than kept from `accept`, so the task that holds the stream for hours
         // does not carry it.
         let peer = socket.peer_ip();
@@ -320,11 +297,7 @@ impl PublicApi {
             let received = Instant::now();
             match self.route(&head.request, peer) {
                 Action::Subscribe(subscribe) => {
-                    let framing = if head.http10 {
-                        stream::Framing::Raw
-                    } else {
-                        stream::Framing::Chunked
-                    };
+                    let framing = if head.http10 { Framing::Raw } else { Framing::Chunked };
                     return Some((subscribe, framing));
                 }
                 Action::Reply(reply) => {
@@ -378,7 +351,7 @@ impl PublicApi {
     }
 
     fn now_s(&self) -> u64 {
-        self.hub.clock().now_ms() / 1000
+        self.node.hub.clock().now_ms() / 1000
     }
 
     /// Decides what a request gets, in Neurow's order: preflight, then authentication, then the
@@ -450,7 +423,7 @@ impl PublicApi {
         // succeed use the rate up, and a client with a bad token hears why rather than "retry".
         // Verifying an HS256 token first costs ≈1.4 µs, little next to the connection itself.
         if let Some(rate) = &self.subscription_rate
-            && let Admission::Refused { retry_after_s } = rate.admit(self.hub.clock().now_ms())
+            && let Admission::Refused { retry_after_s } = rate.admit(self.node.hub.clock().now_ms())
         {
             self.metrics.connection_rejected("subscription_rate");
             request_event!(
@@ -521,18 +494,23 @@ impl PublicApi {
     }
 
     /// Holds an HTTP/1.x subscription until it ends.
-    async fn stream<S: HeldConnection>(
-        self: &Arc<Self>,
-        mut socket: S,
-        request: SubscribeRequest,
-        framing: stream::Framing,
-    ) {
+    async fn stream<S: HeldConnection>(self: &Arc<Self>, mut socket: S, request: SubscribeRequest, framing: Framing) {
         let (mut subscription, replay) = Subscription::open(self, request);
         let head = match framing {
-            stream::Framing::Chunked => self.stream_head.clone(),
-            stream::Framing::Raw => self.stream_head_http10.clone(),
+            Framing::Chunked => self.stream_head.clone(),
+            Framing::Raw => self.stream_head_http10.clone(),
         };
-        subscription.end = stream::run(&mut socket, framing, head, replay, subscription.outbox(), &subscription).await;
+        let mut format = EventFormat::Neurow;
+        subscription.end = stream::run(
+            &mut socket,
+            framing,
+            head,
+            replay,
+            subscription.outbox(),
+            &mut format,
+            &subscription,
+        )
+        .await;
     }
 }
 
@@ -669,7 +647,7 @@ mod size_tests {
     use crate::auth::keys::development_auth;
     use crate::clock::Clock;
     use crate::history::Retention;
-    use crate::hub::HubSettings;
+    use crate::hub::{Hub, HubSettings};
 
     /// Recorded baselines (x86_64). A change that grows what every idle connection holds fails
     /// here first; raise a baseline only with a measured reason (BENCHMARKS.md).
@@ -686,6 +664,12 @@ mod size_tests {
             },
             Clock::system(),
         ));
+        let node = Arc::new(Node {
+            hub,
+            liveness: Arc::new(crate::hub::liveness::Liveness::default()),
+            backplane: crate::backplane::Backplane::Local,
+            outbox_capacity: 16,
+        });
         let api = Arc::new(PublicApi::new(
             PublicSettings {
                 subscribe_path: "/v1/subscribe".into(),
@@ -697,13 +681,11 @@ mod size_tests {
                 max_connections: None,
                 max_subscriptions_per_second: Some(100),
                 verbose_errors: false,
-                outbox_capacity: 16,
                 sse_timeout: Duration::from_secs(1),
                 sse_keepalive: Duration::from_secs(1),
             },
             Verifier::new(development_auth().0, 120),
-            hub,
-            Arc::new(Liveness::default()),
+            node,
             Arc::new(Metrics::new([])),
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,13 +1,14 @@
-//! A held SSE stream as an HTTP/2 response body: replay, then live frames from the outbox, then
-//! the closing event, each as one data frame.
+//! A held SSE stream as an HTTP/2 response body: replay, then live deliveries from the outbox,
+//! then the closing event, each event as one data frame (or, when part of it is the connection's
+//! own, two).
 //!
 //! Over HTTP/2 hyper writes the bytes, so the stream is a [`Body`] that hyper polls when it can
 //! send more. Each data frame carries exactly the SSE event an HTTP/1.1 stream carries inside
-//! one chunk: a zero-copy slice of the shared [`Frame`] ([`Frame::event_bytes`]), so a message is
-//! still encoded once for every subscriber of either protocol.
+//! one chunk: a zero-copy slice of the shared encoding, so a message is still encoded once for
+//! every subscriber of either protocol.
 //!
 //! Like the HTTP/1.1 writer, this is the state an idle stream keeps for its whole life: the
-//! subscription and an empty iterator, nothing else. A client reset or a closed connection makes
+//! subscription, its event format and an empty iterator, nothing else. A client reset or a closed connection makes
 //! hyper drop the body, which drops the subscription.
 
 use std::pin::Pin;
@@ -16,9 +17,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame as BodyFrame, SizeHint};
 
-use super::frame::Frame;
+use super::events::{EventFormat, Framing};
 use super::stream::{DeliveryCounter, StreamEnd};
-use crate::hub::outbox::{Outbox, Taken};
+use crate::hub::outbox::{Delivery, Outbox, Taken};
 
 /// What an event body streams for: the subscription it belongs to.
 pub trait HeldSubscription: DeliveryCounter + Send + Unpin + 'static {
@@ -31,18 +32,24 @@ pub trait HeldSubscription: DeliveryCounter + Send + Unpin + 'static {
 /// One subscription's SSE events as a response body.
 pub struct EventBody<S> {
     subscription: S,
-    /// Frames taken (the replay, then outbox batches) and not yet handed to hyper. Replaced by an
-    /// empty iterator once drained, so an idle stream keeps no buffer.
-    pending: std::vec::IntoIter<Frame>,
+    format: EventFormat,
+    /// Bytes made (the opening and replay, then outbox batches) and not yet handed to hyper.
+    /// Replaced by an empty iterator once drained, so an idle stream keeps no buffer.
+    pending: std::vec::IntoIter<Bytes>,
     done: bool,
 }
 
 impl<S: HeldSubscription> EventBody<S> {
     /// A body that streams `replay`, then the subscription's outbox until it closes.
-    pub fn new(subscription: S, replay: Vec<Frame>) -> Self {
+    pub fn new(subscription: S, mut format: EventFormat, replay: Vec<Delivery>) -> Self {
+        let mut pieces = Vec::new();
+        format.opening(Framing::Raw, &mut pieces);
+        format.deliveries(&replay, Framing::Raw, &mut pieces);
+        subscription.messages_written(replay.len() as u64, None);
         EventBody {
             subscription,
-            pending: replay.into_iter(),
+            format,
+            pending: pieces.into_iter(),
             done: false,
         }
     }
@@ -59,29 +66,33 @@ impl<S: HeldSubscription> Body for EventBody<S> {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<BodyFrame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
         loop {
-            if let Some(frame) = this.pending.next() {
-                if frame.is_message() {
-                    this.subscription.messages_written(1, frame.live_since_ns());
-                }
-                return Poll::Ready(Some(Ok(BodyFrame::data(frame.event_bytes()))));
+            if let Some(bytes) = this.pending.next() {
+                return Poll::Ready(Some(Ok(BodyFrame::data(bytes))));
+            }
+            if this.done {
+                return Poll::Ready(None);
             }
             // Drained: give the batch's buffer back before waiting.
             this.pending = Vec::new().into_iter();
             let mut batch = Vec::new();
+            let mut pieces = Vec::new();
             match this.subscription.outbox().poll_take(cx, &mut batch) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Taken::Frames) => this.pending = batch.into_iter(),
+                Poll::Ready(Taken::Deliveries) => {
+                    let oldest_live_ns = batch.iter().filter_map(|d| d.message.live_since_ns()).min();
+                    this.format.deliveries(&batch, Framing::Raw, &mut pieces);
+                    // Counted when handed to hyper, which writes them as the client's window allows.
+                    this.subscription.messages_written(batch.len() as u64, oldest_live_ns);
+                }
+                Poll::Ready(Taken::Ping) => this.format.ping(Framing::Raw, &mut pieces),
                 Poll::Ready(Taken::Close(reason)) => {
                     this.done = true;
                     this.subscription.ended(StreamEnd::Closed(reason));
-                    let closing = Frame::control(reason.event_name());
-                    return Poll::Ready(Some(Ok(BodyFrame::data(closing.event_bytes()))));
+                    this.format.closing(reason, Framing::Raw, &mut pieces);
                 }
             }
+            this.pending = pieces.into_iter();
         }
     }
 
@@ -122,13 +133,20 @@ mod tests {
         }
     }
 
-    fn message(id: u64) -> Frame {
-        Frame::message(&crate::model::Message {
-            id: crate::model::EventId(id),
-            event: Bytes::from_static(b"e"),
-            payload: Bytes::from_static(b"p"),
-            accepted_ms: 0,
-        })
+    fn message(id: u64) -> Delivery {
+        Delivery {
+            index: 0,
+            message: crate::model::SharedMessage::replayed(crate::model::Message {
+                id: crate::model::EventId(id),
+                event: Bytes::from_static(b"e"),
+                payload: Bytes::from_static(b"p"),
+                accepted_ms: 0,
+            }),
+        }
+    }
+
+    fn event(id: u64) -> String {
+        format!("id: {id}\nevent: e\ndata: p\n\n")
     }
 
     async fn next(body: &mut EventBody<Fake>) -> Option<Bytes> {
@@ -139,6 +157,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_event_is_one_data_frame_with_the_chunks_bytes_then_the_closing_event() {
+        // Neurow's events are whole: one data frame each.
         let outbox = Arc::new(Outbox::new(8, 0, u64::MAX));
         let written = Arc::new(AtomicU64::new(0));
         let fake = Fake {
@@ -146,10 +165,12 @@ mod tests {
             written: written.clone(),
             end: None,
         };
-        let mut body = EventBody::new(fake, vec![message(1)]);
-        assert_eq!(next(&mut body).await.unwrap(), message(1).event_bytes());
+        let mut body = EventBody::new(fake, EventFormat::Neurow, vec![message(1)]);
+        assert_eq!(next(&mut body).await.unwrap(), event(1));
         outbox.push_message(message(2), 1);
-        assert_eq!(next(&mut body).await.unwrap(), message(2).event_bytes());
+        assert_eq!(next(&mut body).await.unwrap(), event(2));
+        outbox.push_keepalive(2);
+        assert_eq!(&next(&mut body).await.unwrap()[..], b"event: ping\n\n");
         outbox.close(CloseReason::Shutdown);
         assert_eq!(&next(&mut body).await.unwrap()[..], b"event: reconnect\n\n");
         assert!(body.is_end_stream());

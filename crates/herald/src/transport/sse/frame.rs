@@ -1,129 +1,78 @@
-//! SSE frames, encoded once and shared by every subscriber as HTTP/1.1 chunks.
+//! SSE bytes: Neurow's event of a message as one HTTP/1.1 chunk, made once per message and shared
+//! by every subscriber; control events; the error events of refused requests.
 //!
-//! A [`Frame`] holds one SSE event already wrapped as one HTTP chunk (`{len:x}\r\n{event}\r\n`),
-//! because Neurow's clients parse exactly one event per chunk. Encoding the chunk framing once per
-//! message instead of once per delivery keeps the fan-out path to one reference-count increment
-//! and one `writev` per subscriber; [`Frame::event_bytes`] slices the bare event back out for
-//! transports without chunked encoding.
+//! Neurow's clients parse exactly one event per chunk, so the v1 encoding is the whole chunk
+//! (`{len:x}\r\n{event}\r\n`). Encoding the chunk framing once per message instead of once per
+//! delivery keeps the fan-out path to one reference-count increment and one `writev` per
+//! subscriber; [`chunk_event`] slices the bare event back out for transports without chunked
+//! encoding (HTTP/1.0, HTTP/2).
 
 use std::io::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::clock::monotonic_ns;
+use crate::hub::outbox::CloseReason;
 use crate::model::Message;
-
-/// One SSE event wrapped as one HTTP/1.1 chunk. Cheap to clone.
-#[derive(Clone)]
-pub struct Frame {
-    bytes: Bytes,
-    /// [`monotonic_ns`] when a live message was accepted, for the publish-to-write latency; 0 for
-    /// replayed messages and control events, which are not measured.
-    live_since_ns: u64,
-}
-
-/// Frames are equal when their bytes are: when they were made is not part of what they say.
-impl PartialEq for Frame {
-    fn eq(&self, other: &Frame) -> bool {
-        self.bytes == other.bytes
-    }
-}
-
-impl Eq for Frame {}
-
-impl std::fmt::Debug for Frame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Frame({:?})", String::from_utf8_lossy(&self.event_bytes()))
-    }
-}
 
 /// The chunk that ends a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
-impl Frame {
-    /// Wraps an SSE event's bytes as a chunk.
-    fn from_event(event: &[u8]) -> Frame {
-        let mut buf = BytesMut::with_capacity(event.len() + 12);
-        write!((&mut buf).writer(), "{:x}\r\n", event.len()).expect("writing to memory cannot fail");
-        buf.put_slice(event);
-        buf.put_slice(b"\r\n");
-        Frame {
-            bytes: buf.freeze(),
-            live_since_ns: 0,
-        }
-    }
+/// Wraps an SSE event's bytes as one chunk.
+pub fn chunk(event: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(event.len() + 12);
+    write!((&mut buf).writer(), "{:x}\r\n", event.len()).expect("writing to memory cannot fail");
+    buf.put_slice(event);
+    buf.put_slice(b"\r\n");
+    buf.freeze()
+}
 
-    /// [`Frame::message`] for a message being published now: its writes are measured.
-    pub fn live_message(message: &Message) -> Frame {
-        Frame {
-            live_since_ns: monotonic_ns(),
-            ..Frame::message(message)
-        }
-    }
+/// The SSE event inside a chunk made by [`chunk`], without the framing (zero-copy).
+pub fn chunk_event(chunk: &Bytes) -> Bytes {
+    chunk.slice(chunk_event_range(chunk))
+}
 
-    /// When the live message of this frame was accepted ([`monotonic_ns`]), if it is one.
-    pub fn live_since_ns(&self) -> Option<u64> {
-        (self.live_since_ns != 0).then_some(self.live_since_ns)
-    }
+/// Where the event sits in a chunk made by [`chunk`].
+pub fn chunk_event_range(chunk: &[u8]) -> std::ops::Range<usize> {
+    let start = chunk.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    start..chunk.len().saturating_sub(2).max(start)
+}
 
-    /// The message's event: `id: {id}\nevent: {event}\n` then one `data: ` line per payload line.
-    ///
-    /// Byte-identical to Neurow when the payload has no line break. A payload with line breaks
-    /// (`\n`, `\r\n` or `\r`, all of which end an SSE line) gets one `data:` line per line, which
-    /// a client joins back with `\n`; Neurow wrote it raw and corrupted the stream.
-    pub fn message(message: &Message) -> Frame {
-        let mut event = Vec::with_capacity(32 + message.event.len() + message.payload.len());
-        write!(event, "id: {}\nevent: ", message.id).expect("writing to memory cannot fail");
-        event.extend_from_slice(&message.event);
+/// Neurow's event of a message, as one chunk: `id: {id}\nevent: {event}\n` then one `data: `
+/// line per payload line.
+///
+/// Byte-identical to Neurow when the payload has no line break. A payload with line breaks
+/// (`\n`, `\r\n` or `\r`, all of which end an SSE line) gets one `data:` line per line, which
+/// a client joins back with `\n`; Neurow wrote it raw and corrupted the stream.
+pub fn neurow_chunk(message: &Message) -> Bytes {
+    let mut event = Vec::with_capacity(32 + message.event.len() + message.payload.len());
+    write!(event, "id: {}\nevent: ", message.id).expect("writing to memory cannot fail");
+    event.extend_from_slice(&message.event);
+    event.push(b'\n');
+    push_data_lines(&mut event, &message.payload);
+    event.push(b'\n');
+    chunk(&event)
+}
+
+/// Appends one `data: ` line per line of `payload`.
+pub fn push_data_lines(event: &mut Vec<u8>, payload: &[u8]) {
+    for line in payload_lines(payload) {
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(line);
         event.push(b'\n');
-        for line in payload_lines(&message.payload) {
-            event.extend_from_slice(b"data: ");
-            event.extend_from_slice(line);
-            event.push(b'\n');
-        }
-        event.push(b'\n');
-        Frame::from_event(&event)
     }
+}
 
-    /// A control event with no data, such as `event: ping\n\n`.
-    pub fn control(name: &str) -> Frame {
-        Frame::from_event(format!("event: {name}\n\n").as_bytes())
-    }
+/// A control event with no data, such as `event: ping\n\n`, as one chunk.
+pub fn control_chunk(name: &str) -> Bytes {
+    chunk(format!("event: {name}\n\n").as_bytes())
+}
 
-    /// The whole chunk, as written on an HTTP/1.1 chunked body.
-    pub fn chunk(&self) -> &Bytes {
-        &self.bytes
-    }
-
-    /// The SSE event alone, without the chunk framing.
-    pub fn event_bytes(&self) -> Bytes {
-        self.bytes.slice(self.event_range())
-    }
-
-    /// The SSE event alone, borrowed.
-    pub fn event_slice(&self) -> &[u8] {
-        &self.bytes[self.event_range()]
-    }
-
-    fn event_range(&self) -> std::ops::Range<usize> {
-        let start = self.bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        start..self.bytes.len() - 2
-    }
-
-    /// Whether this frame carries a message (rather than a control event).
-    pub fn is_message(&self) -> bool {
-        let start = self.bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
-        self.bytes[start..].starts_with(b"id: ")
-    }
-
-    /// Length of the chunk in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Whether the chunk is empty (never true for a built frame).
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+/// The SSE event sent before a stream ends for `reason`.
+pub fn closing_event_name(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::SlowConsumer | CloseReason::Shutdown | CloseReason::BackplaneUnavailable => "reconnect",
+        CloseReason::Timeout => "timeout",
+        CloseReason::CredentialsExpired => "credentials_expired",
     }
 }
 
@@ -173,24 +122,24 @@ mod tests {
 
     #[test]
     fn a_message_is_neurows_bytes_in_one_chunk() {
-        let f = Frame::message(&msg(1516239022123, "hello", "Hello world !"));
+        let c = neurow_chunk(&msg(1516239022123, "hello", "Hello world !"));
         let event = "id: 1516239022123\nevent: hello\ndata: Hello world !\n\n";
-        assert_eq!(&f.event_bytes()[..], event.as_bytes());
-        assert_eq!(&f.chunk()[..], format!("{:x}\r\n{event}\r\n", event.len()).as_bytes());
+        assert_eq!(&chunk_event(&c)[..], event.as_bytes());
+        assert_eq!(&c[..], format!("{:x}\r\n{event}\r\n", event.len()).as_bytes());
     }
 
     #[test]
     fn payload_line_breaks_become_data_lines() {
-        let f = Frame::message(&msg(7, "e", "a\nb\r\nc\rd\n"));
+        let c = neurow_chunk(&msg(7, "e", "a\nb\r\nc\rd\n"));
         assert_eq!(
-            &f.event_bytes()[..],
+            &chunk_event(&c)[..],
             b"id: 7\nevent: e\ndata: a\ndata: b\ndata: c\ndata: d\ndata: \n\n"
         );
     }
 
     #[test]
     fn control_events_have_no_data() {
-        assert_eq!(&Frame::control("ping").chunk()[..], b"d\r\nevent: ping\n\n\r\n");
+        assert_eq!(&control_chunk("ping")[..], b"d\r\nevent: ping\n\n\r\n");
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The writer of one held SSE stream: response head, replay, then live frames until the
-//! subscription ends or the client goes away.
+//! The writer of one held SSE stream: response head, replay, then live deliveries until the
+//! connection ends or the client goes away.
 //!
 //! This is the state every idle subscription keeps for its whole life, so it is deliberately
-//! small: the socket, a reference to the outbox, and nothing else between wake-ups. Frames are
-//! taken from the outbox in batches and written with one `writev`. While idle, the task waits on
+//! small: the socket, a reference to the outbox and its event format, and nothing else between
+//! wake-ups. Deliveries are taken from the outbox in batches and written with one `writev`. While idle, the task waits on
 //! the outbox and on the socket becoming readable, which is how a client's hang-up is noticed.
 //!
 //! Rule for every `.await` here: no lock is held (the outbox lock is only taken inside
@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::frame::{Frame, LAST_CHUNK};
-use crate::hub::outbox::{CloseReason, Outbox, Taken};
+use super::events::{EventFormat, Framing};
+use crate::hub::outbox::{CloseReason, Delivery, Outbox, Taken};
 
 /// How long a write may stay stuck after the subscription started closing before the connection
 /// is dropped without its closing event: a client that stopped reading cannot hold a task forever.
@@ -72,31 +72,6 @@ impl HeldConnection for TlsStream<TcpStream> {
     }
 }
 
-/// How frames are put on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// HTTP/1.1: one chunk per event, and a last chunk at the end.
-    Chunked,
-    /// HTTP/1.0: the events as they are; the body ends when the connection closes.
-    Raw,
-}
-
-impl Framing {
-    fn wire(self, frame: &Frame) -> &[u8] {
-        match self {
-            Framing::Chunked => frame.chunk(),
-            Framing::Raw => frame.event_slice(),
-        }
-    }
-
-    fn end(self) -> &'static [u8] {
-        match self {
-            Framing::Chunked => LAST_CHUNK,
-            Framing::Raw => b"",
-        }
-    }
-}
-
 /// How a stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamEnd {
@@ -113,40 +88,48 @@ pub trait DeliveryCounter {
     fn messages_written(&self, n: u64, oldest_live_ns: Option<u64>);
 }
 
-/// Streams `head`, then `replay`, then live frames from `outbox` onto `socket`.
+/// Streams `head`, then `replay`, then live deliveries from `outbox` onto `socket`, as `format`
+/// encodes them.
 pub async fn run<S: HeldConnection>(
     socket: &mut S,
     framing: Framing,
     head: Bytes,
-    replay: Vec<Frame>,
+    replay: Vec<Delivery>,
     outbox: &Outbox,
+    format: &mut EventFormat,
     counter: &impl DeliveryCounter,
 ) -> StreamEnd {
-    let first = std::iter::once(&head[..]).chain(replay.iter().map(|f| framing.wire(f)));
-    if write_all(socket, first, outbox).await.is_err() {
+    let mut pieces = vec![head];
+    format.opening(framing, &mut pieces);
+    format.deliveries(&replay, framing, &mut pieces);
+    if write_all(socket, &pieces, outbox).await.is_err() {
         return StreamEnd::ClientGone;
     }
     counter.messages_written(replay.len() as u64, None);
-    drop(replay);
+    drop((replay, pieces));
 
     loop {
-        let mut batch: Vec<Frame> = Vec::new();
+        let mut batch: Vec<Delivery> = Vec::new();
+        let mut pieces: Vec<Bytes> = Vec::new();
         match wait(socket, outbox, &mut batch).await {
             Wake::ClientGone => return StreamEnd::ClientGone,
-            Wake::Taken(Taken::Frames) => {
-                let messages = batch.iter().filter(|f| f.is_message()).count();
-                let oldest_live_ns = batch.iter().filter_map(Frame::live_since_ns).min();
-                if write_all(socket, batch.iter().map(|f| framing.wire(f)), outbox)
-                    .await
-                    .is_err()
-                {
+            Wake::Taken(Taken::Deliveries) => {
+                let oldest_live_ns = batch.iter().filter_map(|d| d.message.live_since_ns()).min();
+                format.deliveries(&batch, framing, &mut pieces);
+                if write_all(socket, &pieces, outbox).await.is_err() {
                     return StreamEnd::ClientGone;
                 }
-                counter.messages_written(messages as u64, oldest_live_ns);
+                counter.messages_written(batch.len() as u64, oldest_live_ns);
+            }
+            Wake::Taken(Taken::Ping) => {
+                format.ping(framing, &mut pieces);
+                if write_all(socket, &pieces, outbox).await.is_err() {
+                    return StreamEnd::ClientGone;
+                }
             }
             Wake::Taken(Taken::Close(reason)) => {
                 // Boxed: this runs once per stream, so its timer need not enlarge the idle task.
-                return Box::pin(finish(socket, framing, reason, outbox)).await;
+                return Box::pin(finish(socket, framing, reason, outbox, format)).await;
             }
         }
     }
@@ -158,10 +141,12 @@ async fn finish<S: HeldConnection>(
     framing: Framing,
     reason: CloseReason,
     outbox: &Outbox,
+    format: &EventFormat,
 ) -> StreamEnd {
-    let closing = Frame::control(reason.event_name());
+    let mut pieces = Vec::new();
+    format.closing(reason, framing, &mut pieces);
     let finished = tokio::time::timeout(STUCK_WRITE_GRACE, async {
-        write_all(socket, [framing.wire(&closing), framing.end()].into_iter(), outbox).await?;
+        write_all(socket, &pieces, outbox).await?;
         socket.shutdown().await
     })
     .await;
@@ -176,8 +161,8 @@ enum Wake {
     ClientGone,
 }
 
-/// Waits for frames, a close, or the client hanging up.
-async fn wait<S: HeldConnection>(socket: &mut S, outbox: &Outbox, batch: &mut Vec<Frame>) -> Wake {
+/// Waits for deliveries, a ping, a close, or the client hanging up.
+async fn wait<S: HeldConnection>(socket: &mut S, outbox: &Outbox, batch: &mut Vec<Delivery>) -> Wake {
     poll_fn(|cx| {
         if let Poll::Ready(taken) = outbox.poll_take(cx, batch) {
             return Poll::Ready(Wake::Taken(taken));
@@ -188,14 +173,10 @@ async fn wait<S: HeldConnection>(socket: &mut S, outbox: &Outbox, batch: &mut Ve
 }
 
 /// Writes every buffer with as few `writev` calls as the socket allows. Gives up
-/// [`STUCK_WRITE_GRACE`] after the subscription starts closing if the client is not reading.
-async fn write_all<'a, S: HeldConnection>(
-    socket: &mut S,
-    bufs: impl Iterator<Item = &'a [u8]>,
-    outbox: &Outbox,
-) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'a>> = bufs.map(IoSlice::new).collect();
-    let mut remaining: &mut [IoSlice<'a>] = &mut slices;
+/// [`STUCK_WRITE_GRACE`] after the connection starts closing if the client is not reading.
+async fn write_all<S: HeldConnection>(socket: &mut S, bufs: &[Bytes], outbox: &Outbox) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = bufs.iter().filter(|b| !b.is_empty()).map(|b| IoSlice::new(b)).collect();
+    let mut remaining: &mut [IoSlice<'_>] = &mut slices;
     let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
     poll_fn(|cx| {
         while !remaining.is_empty() {

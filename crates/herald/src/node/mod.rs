@@ -1,0 +1,56 @@
+//! The node's core as every face uses it: publish, read a topic's history, and open a
+//! connection — one call each, whether the node works alone or in a cluster over Redis. Faces
+//! never branch on the backplane; this module does, once.
+
+mod connection;
+
+pub use connection::{Connection, Opened};
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::backplane::{Backplane, BackplaneError, replay_order};
+use crate::hub::Hub;
+use crate::hub::liveness::Liveness;
+use crate::model::{EventId, Message, NewMessage, Topic};
+
+/// One node's hub, the liveness sweep of its connections, and its way to the other nodes.
+pub struct Node {
+    /// Topics, subscriptions and fan-out.
+    pub hub: Arc<Hub>,
+    /// Keep-alives, timeouts and expiries of open connections.
+    pub liveness: Arc<Liveness>,
+    /// Nothing (one node) or Redis (a cluster).
+    pub backplane: Backplane,
+    /// Deliveries a connection may have queued before it is ended as too slow.
+    pub outbox_capacity: usize,
+}
+
+impl Node {
+    /// Accepts `messages` on `topic`, in order, and returns their ids. On a cluster node the
+    /// messages are accepted once Redis has them; an error means none of them was.
+    pub async fn publish(&self, topic: &Topic, messages: &[NewMessage]) -> Result<Vec<EventId>, BackplaneError> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.hub.publish(topic, messages)),
+            Backplane::Redis(redis) => {
+                let ids = redis.publish(topic, messages).await?;
+                self.hub
+                    .stats()
+                    .messages_accepted
+                    .fetch_add(messages.len() as u64, Ordering::Relaxed);
+                Ok(ids)
+            }
+        }
+    }
+
+    /// The retained messages of `topic`, in replay order.
+    pub async fn history(&self, topic: &Topic) -> Result<Vec<Message>, BackplaneError> {
+        match &self.backplane {
+            Backplane::Local => Ok(self.hub.history(topic)),
+            Backplane::Redis(redis) => {
+                let carried = redis.history(topic).await?;
+                Ok(replay_order(carried.into_iter().map(|c| c.message).collect()))
+            }
+        }
+    }
+}
