@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::api::internal::{self, InternalState};
 use crate::api::public::request::HeadLimits;
+use crate::api::public::v2::V2Settings;
 use crate::api::public::{PublicApi, PublicSettings};
 use crate::auth::{CachingVerifier, Verifier};
 use crate::backplane::{self, Backplane, RedisBackplane};
@@ -185,6 +186,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
             verbose_errors: config.auth.verbose_errors,
             sse_timeout: config.sse.timeout,
             sse_keepalive: config.sse.keepalive,
+            v2: V2Settings {
+                subscribe_path: format!("{}/v2/subscribe", config.public_api.context_path),
+                max_topics: config.public_api.max_topics_per_connection,
+                privileged_roles: config.public_api.privileged_roles.clone(),
+                token_cookie: config.public_api.token_cookie.clone(),
+            },
         },
         Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
         node.clone(),

@@ -36,6 +36,27 @@ fn decode_sse(event: &[u8]) -> (String, String, String) {
 
 proptest! {
     #[test]
+    fn v2_queries_and_cursors_never_panic(text in "(?s).{0,300}") {
+        use herald::api::public::v2::query::Query;
+        use herald::model::cursor::{decode, topic_set_hash};
+        let _ = Query::parse(&text);
+        let topics = [herald::model::Topic::namespaced("i", "a"), herald::model::Topic::namespaced("i", "b")];
+        let _ = decode(&text, topic_set_hash(&topics), 2);
+        let _ = decode(&text, topic_set_hash(&topics[..1]), 1);
+    }
+
+    #[test]
+    fn cursors_round_trip(positions in proptest::collection::vec(any::<u64>(), 1..64)) {
+        use herald::model::cursor::{decode, encode, topic_set_hash};
+        let topics: Vec<_> = (0..positions.len()).map(|i| herald::model::Topic::namespaced("i", &i.to_string())).collect();
+        let hash = topic_set_hash(&topics);
+        let mut s = String::new();
+        encode(hash, &positions, &mut s);
+        prop_assert!(s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.'));
+        prop_assert_eq!(decode(&s, hash, positions.len()), Ok(positions));
+    }
+
+    #[test]
     fn cluster_messages_never_panic_and_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         use herald::backplane::wire::{decode, encode};
         if let Ok(batch) = decode(&Bytes::from(bytes)) {

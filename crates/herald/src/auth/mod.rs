@@ -5,6 +5,7 @@
 //! the same error code and status.
 
 mod cache;
+pub mod grants;
 pub mod keys;
 pub mod token;
 mod verify;

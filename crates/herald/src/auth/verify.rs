@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::grants::{Grants, InvalidGrants};
 use super::keys::AuthConfig;
 
 /// Who a verified token speaks for.
@@ -18,6 +19,9 @@ pub struct Principal {
     pub subject: Option<String>,
     /// The `exp` claim, seconds since the epoch.
     pub expires_at_s: i64,
+    /// What it may read and publish besides its `sub` topic; an error when a grant claim has the
+    /// wrong shape (v2 refuses such a token, v1 ignores the claims as Neurow did).
+    pub grants: Result<Grants, InvalidGrants>,
 }
 
 /// Why a token was refused. Codes and messages are Neurow's, spelling included.
@@ -186,6 +190,7 @@ impl Verifier {
             issuer: issuer.name.clone(),
             subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
             expires_at_s: exp.min(i128::from(i64::MAX)) as i64,
+            grants: Grants::from_claims(&claims),
         })
     }
 }

@@ -3,6 +3,8 @@
 //! Newtypes keep a topic from being passed where an issuer is expected and an event id from being
 //! mixed up with a plain timestamp.
 
+pub mod cursor;
+
 use std::fmt;
 use std::sync::Arc;
 

@@ -52,6 +52,19 @@ pub const CONNECTION_REJECTION_REASONS: [&str; 4] = [
     "header_too_large",
 ];
 
+/// Why the public API refused a request it could read (`herald_requests_refused_total{code}`): the
+/// stable codes of the v2 face's 4xx answers.
+pub const REQUEST_REFUSAL_CODES: [&str; 8] = [
+    "invalid_query",
+    "invalid_topic",
+    "too_many_topics",
+    "no_topic",
+    "topic_not_allowed",
+    "invalid_cursor",
+    "invalid_grants",
+    "missing_token",
+];
+
 /// Why a publish was refused by a limit (`herald_publish_rejected_total{reason}`): a body over
 /// `PUBLISH_MAX_BODY_SIZE` (413).
 pub const PUBLISH_REJECTION_REASONS: [&str; 1] = ["body_too_large"];
@@ -81,6 +94,7 @@ pub struct Metrics {
     subscription_closed: IntCounterVec,
     connections_rejected: IntCounterVec,
     publish_rejected: IntCounterVec,
+    requests_refused: IntCounterVec,
     subscription_duration_ms: HistogramVec,
     http_request_duration_ms: HistogramVec,
     http_request_exception_count: IntCounterVec,
@@ -224,6 +238,12 @@ impl Metrics {
                 "Publish requests refused by a limit, by reason (body_too_large)",
                 &["reason"],
             ),
+            requests_refused: counter_vec(
+                &r,
+                "herald_requests_refused_total",
+                "Public API requests refused for what they asked (a bad query, topic, cursor or grant), by code",
+                &["code"],
+            ),
             subscription_duration_ms: histogram_vec(
                 &r,
                 "subscription_duration_ms",
@@ -365,6 +385,9 @@ impl Metrics {
         for reason in PUBLISH_REJECTION_REASONS {
             m.publish_rejected.with_label_values(&[reason]);
         }
+        for code in REQUEST_REFUSAL_CODES {
+            m.requests_refused.with_label_values(&[code]);
+        }
         for reason in [
             "slow_consumer",
             "shutdown",
@@ -466,6 +489,11 @@ impl Metrics {
     /// A public connection was refused for `reason`, one of [`CONNECTION_REJECTION_REASONS`].
     pub fn connection_rejected(&self, reason: &'static str) {
         self.connections_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// A public request was refused with `code`, one of [`REQUEST_REFUSAL_CODES`].
+    pub fn request_refused(&self, code: &'static str) {
+        self.requests_refused.with_label_values(&[code]).inc();
     }
 
     /// A publish request was refused by a limit, one of [`PUBLISH_REJECTION_REASONS`].

@@ -347,14 +347,20 @@ pub struct Sse {
 
 impl Sse {
     pub fn open(addr: SocketAddr, method: &str, path: &str, token: &str, extra_headers: &str) -> Sse {
+        let body_header = if method == "POST" { "content-length: 0\r\n" } else { "" };
+        Sse::open_raw(
+            addr,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n{body_header}{extra_headers}\r\n"
+            ),
+        )
+    }
+
+    /// Opens a subscription with this exact request head.
+    pub fn open_raw(addr: SocketAddr, head: &str) -> Sse {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(DEADLINE)).unwrap();
-        let body_header = if method == "POST" { "content-length: 0\r\n" } else { "" };
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n{body_header}{extra_headers}\r\n"
-        )
-        .unwrap();
+        s.write_all(head.as_bytes()).unwrap();
         // Read only the head; chunks that arrived with it stay for `next`.
         let mut buf = Vec::new();
         let head_end = loop {

@@ -34,11 +34,10 @@ use tokio_rustls::server::TlsStream;
 
 use super::request::{HeadLimits, Request};
 use super::response::{self, Reply, is_hop_by_hop};
-use super::subscription::Subscription;
+use super::subscription::{Opening, Subscription};
 use super::{Action, HEAD_READ_TIMEOUT, OpenGuard, PeerIp, PublicApi};
 use crate::observe::metrics::Interface;
 use crate::transport::sse::body::EventBody;
-use crate::transport::sse::events::EventFormat;
 
 /// Streams one client may open at once on one connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
 /// Far above what a page needs (browsers allowed six over HTTP/1.1), and it bounds what a
@@ -243,7 +242,7 @@ impl PublicApi {
         let headers = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
         let request = match Request::read(
             parts.method.as_str(),
-            parts.uri.path(),
+            parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str()),
             headers,
             self.settings.head_limits,
         ) {
@@ -258,12 +257,20 @@ impl PublicApi {
         match self.route(&request, peer) {
             Action::Reply(reply) => self.reply_h2(reply, active, received),
             Action::Subscribe(subscribe) => {
-                let (subscription, replay) = Subscription::open(self, subscribe);
+                let Opening {
+                    subscription,
+                    replay,
+                    format,
+                    origin,
+                } = Subscription::open(self, subscribe);
                 let mut response = Response::new(ResponseBody {
-                    kind: BodyKind::Events(EventBody::new(subscription, EventFormat::Neurow, replay)),
+                    kind: BodyKind::Events(EventBody::new(subscription, format, replay)),
                     _active: active,
                 });
-                *response.headers_mut() = self.stream_headers_h2.clone();
+                *response.headers_mut() = match origin {
+                    None => self.stream_headers_h2.clone(),
+                    Some(origin) => header_map(&self.credentialed_headers(&origin)),
+                };
                 response
             }
         }

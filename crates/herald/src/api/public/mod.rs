@@ -22,6 +22,7 @@ pub mod request;
 pub mod response;
 mod subscription;
 pub mod tls;
+pub mod v2;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -45,12 +46,13 @@ use crate::node::Node;
 use crate::observe::metrics::{Interface, Metrics};
 use crate::observe::request_log::{RequestLog, authentication_refused, request_event};
 use crate::shutdown::stopped;
-use crate::transport::sse::events::{EventFormat, Framing};
+use crate::transport::sse::events::Framing;
 use crate::transport::sse::stream::{self, HeldConnection};
 use admission::{Admission, SubscriptionRate};
 use request::{Body, HeadError, HeadLimits, Method, Request, RequestHead, parse_head, parse_last_event_id};
 use response::Reply;
-use subscription::{SubscribeRequest, Subscription};
+use subscription::{Opening, StreamKind, SubscribeRequest, Subscription};
+use v2::V2Settings;
 
 pub use h2::MAX_STREAMS_PER_CONNECTION;
 
@@ -98,11 +100,15 @@ pub struct PublicSettings {
     pub sse_timeout: Duration,
     /// `SSE_KEEPALIVE`, for the response header.
     pub sse_keepalive: Duration,
+    /// The v2 face.
+    pub v2: V2Settings,
 }
 
 /// The public API of one node.
 pub struct PublicApi {
     settings: PublicSettings,
+    /// `settings.v2`, at hand.
+    v2: V2Settings,
     verifier: Verifier,
     node: Arc<Node>,
     metrics: Arc<Metrics>,
@@ -142,6 +148,7 @@ impl PublicApi {
         let h2 = h2::builder(settings.head_limits);
         let subscription_rate = settings.max_subscriptions_per_second.map(SubscriptionRate::new);
         PublicApi {
+            v2: settings.v2.clone(),
             settings,
             verifier,
             node,
@@ -364,6 +371,9 @@ impl PublicApi {
         if head.method == Method::Options {
             return Action::Reply(self.preflight(head, log));
         }
+        if head.path == self.v2.subscribe_path && matches!(head.method, Method::Get | Method::Post) {
+            return self.route_v2_subscribe(head, peer);
+        }
         let origin = head.single_origin();
         let now_s = self.now_s();
         let principal = match bearer_token(head.authorization.iter().map(Vec::as_slice))
@@ -419,26 +429,8 @@ impl PublicApi {
                 now_s,
             ));
         }
-        // After the token and the request's own checks, so that only subscriptions that would
-        // succeed use the rate up, and a client with a bad token hears why rather than "retry".
-        // Verifying an HS256 token first costs ≈1.4 µs, little next to the connection itself.
-        if let Some(rate) = &self.subscription_rate
-            && let Admission::Refused { retry_after_s } = rate.admit(self.node.hub.clock().now_ms())
-        {
-            self.metrics.connection_rejected("subscription_rate");
-            request_event!(
-                Level::DEBUG,
-                log(),
-                error.code = "subscription_rate_exceeded",
-                http.response.status_code = 503,
-                "subscription refused: PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND reached"
-            );
-            return Action::Reply(response::unavailable(
-                "subscription_rate_exceeded",
-                "The server takes new subscriptions at a limited rate (PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND); retry later",
-                retry_after_s,
-                now_s,
-            ));
+        if let Some(refused) = self.admit_subscription(log) {
+            return Action::Reply(refused);
         }
         request_event!(
             Level::DEBUG,
@@ -449,11 +441,58 @@ impl PublicApi {
         );
         Action::Subscribe(SubscribeRequest {
             received,
-            topic: Topic::namespaced(&principal.issuer, subject),
-            resume,
+            topics: vec![(Topic::namespaced(&principal.issuer, subject), resume)],
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
+            kind: StreamKind::Neurow,
             issuer: principal.issuer,
         })
+    }
+
+    /// The subscription rate limit, for every face: the 503 to answer when it is reached.
+    ///
+    /// Called after the token and the request's own checks, so that only subscriptions that
+    /// would succeed use the rate up, and a client with a bad token hears why rather than "retry".
+    /// Verifying an HS256 token first costs ≈1.4 µs, little next to the connection itself.
+    fn admit_subscription<'a>(&self, log: impl Fn() -> RequestLog<'a>) -> Option<Reply> {
+        let rate = self.subscription_rate.as_ref()?;
+        let Admission::Refused { retry_after_s } = rate.admit(self.node.hub.clock().now_ms()) else {
+            return None;
+        };
+        self.metrics.connection_rejected("subscription_rate");
+        request_event!(
+            Level::DEBUG,
+            log(),
+            error.code = "subscription_rate_exceeded",
+            http.response.status_code = 503,
+            "subscription refused: PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND reached"
+        );
+        Some(response::unavailable(
+            "subscription_rate_exceeded",
+            "The server takes new subscriptions at a limited rate (PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND); retry later",
+            retry_after_s,
+            self.now_s(),
+        ))
+    }
+
+    /// The response head of a stream: the node's shared one, or for a v2 stream from an allowed
+    /// origin one that allows that origin's credentials (cookies).
+    fn stream_head_for(&self, origin: Option<&str>, framing: Framing) -> Bytes {
+        match (origin, framing) {
+            (None, Framing::Chunked) => self.stream_head.clone(),
+            (None, Framing::Raw) => self.stream_head_http10.clone(),
+            (Some(origin), framing) => {
+                response::stream_head(&self.credentialed_headers(origin), framing == Framing::Chunked)
+            }
+        }
+    }
+
+    /// The stream headers with CORS for `origin`, credentials allowed.
+    fn credentialed_headers(&self, origin: &str) -> Vec<(&'static str, String)> {
+        let (timeout_ms, keepalive_ms) = (
+            self.settings.sse_timeout.as_millis(),
+            self.settings.sse_keepalive.as_millis(),
+        );
+        response::credentialed(response::stream_headers(timeout_ms, keepalive_ms), origin)
     }
 
     /// Logged by error code only, never with the token (spec §6: Neurow logged it).
@@ -495,12 +534,14 @@ impl PublicApi {
 
     /// Holds an HTTP/1.x subscription until it ends.
     async fn stream<S: HeldConnection>(self: &Arc<Self>, mut socket: S, request: SubscribeRequest, framing: Framing) {
-        let (mut subscription, replay) = Subscription::open(self, request);
-        let head = match framing {
-            Framing::Chunked => self.stream_head.clone(),
-            Framing::Raw => self.stream_head_http10.clone(),
-        };
-        let mut format = EventFormat::Neurow;
+        let Opening {
+            mut subscription,
+            replay,
+            mut format,
+            origin,
+        } = Subscription::open(self, request);
+        let head = self.stream_head_for(origin.as_deref(), framing);
+        drop(origin);
         subscription.end = stream::run(
             &mut socket,
             framing,
@@ -683,6 +724,12 @@ mod size_tests {
                 verbose_errors: false,
                 sse_timeout: Duration::from_secs(1),
                 sse_keepalive: Duration::from_secs(1),
+                v2: V2Settings {
+                    subscribe_path: "/v2/subscribe".into(),
+                    max_topics: 64,
+                    privileged_roles: Vec::new(),
+                    token_cookie: "herald_token".into(),
+                },
             },
             Verifier::new(development_auth().0, 120),
             node,

@@ -63,6 +63,8 @@ pub struct Request {
     pub method: Method,
     /// The path, without the query string.
     pub path: String,
+    /// The query string (after `?`), raw; never logged, since it may carry a token.
+    pub query: String,
     /// Every `authorization` value, in order.
     pub authorization: Vec<Vec<u8>>,
     /// The `origin` values.
@@ -71,6 +73,8 @@ pub struct Request {
     pub last_event_id: Option<Vec<u8>>,
     /// The `access-control-request-headers` values.
     pub access_control_request_headers: Vec<String>,
+    /// Every `cookie` value, in order; never logged.
+    pub cookie: Vec<Vec<u8>>,
     /// What the request's log lines say about it (never the `authorization` header).
     pub log: LoggedHeaders,
 }
@@ -92,13 +96,16 @@ impl Request {
             "OPTIONS" => Method::Options,
             _ => Method::Other,
         };
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let mut request = Request {
             method,
-            path: target.split_once('?').map_or(target, |(p, _)| p).to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
             authorization: Vec::new(),
             origin: Vec::new(),
             last_event_id: None,
             access_control_request_headers: Vec::new(),
+            cookie: Vec::new(),
             log,
         };
         for (i, (name, value)) in headers.enumerate() {
@@ -121,6 +128,8 @@ impl Request {
                 request.origin.push(String::from_utf8_lossy(value).into_owned());
             } else if name.eq_ignore_ascii_case("last-event-id") {
                 request.last_event_id.get_or_insert_with(|| value.to_vec());
+            } else if name.eq_ignore_ascii_case("cookie") {
+                request.cookie.push(value.to_vec());
             } else if name.eq_ignore_ascii_case("access-control-request-headers") {
                 request
                     .access_control_request_headers

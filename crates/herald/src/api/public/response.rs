@@ -92,6 +92,36 @@ pub fn stream_headers(timeout_ms: u128, keepalive_ms: u128) -> Vec<(&'static str
     ]
 }
 
+/// Stream (or reply) headers made to allow credentials from `origin`, one of
+/// `PUBLIC_API_ALLOWED_ORIGINS` (a wildcard origin cannot allow them).
+pub fn credentialed(mut headers: Vec<(&'static str, String)>, origin: &str) -> Vec<(&'static str, String)> {
+    headers.retain(|(name, _)| *name != "access-control-allow-origin");
+    headers.push(("access-control-allow-origin", origin.to_owned()));
+    headers.push(("access-control-allow-credentials", "true".to_owned()));
+    headers.push(("vary", "origin".to_owned()));
+    headers
+}
+
+/// A v2 error: `{"errors":[{"error_code","error_message"}]}` as JSON, with CORS for `origin` (with
+/// credentials) when the request came from an allowed one. The connection closes after it.
+pub fn json_error(status: u16, code: &str, message: &str, origin: Option<&str>) -> Reply {
+    let body = serde_json::json!({"errors": [{"error_code": code, "error_message": message}]}).to_string();
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("cache-control", "no-store".to_owned()),
+    ];
+    match origin {
+        Some(origin) => headers = credentialed(headers, origin),
+        None => headers.push(("access-control-allow-origin", "*".to_owned())),
+    }
+    Reply {
+        status,
+        headers,
+        body: body.into(),
+        close: true,
+    }
+}
+
 /// The HTTP/1.1 head of a successful subscription; the body follows as chunks, or raw for an
 /// HTTP/1.0 client (which has no chunked encoding; the body ends when the connection closes).
 /// Built once per node.

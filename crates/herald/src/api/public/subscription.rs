@@ -13,6 +13,7 @@ use crate::model::{ResumeFrom, Topic};
 use crate::node::{Connection, Opened};
 use crate::observe::metrics::Interface;
 use crate::transport::sse::body::HeldSubscription;
+use crate::transport::sse::events::{EventFormat, HeraldEvents};
 use crate::transport::sse::stream::{DeliveryCounter, StreamEnd};
 
 /// A subscription request that passed every check.
@@ -20,10 +21,35 @@ use crate::transport::sse::stream::{DeliveryCounter, StreamEnd};
 pub(super) struct SubscribeRequest {
     /// When the request was read, for `http_request_duration_ms`.
     pub(super) received: std::time::Instant,
-    pub(super) topic: Topic,
-    pub(super) resume: ResumeFrom,
+    /// Each topic with where it resumes, in the connection's order.
+    pub(super) topics: Vec<(Topic, ResumeFrom)>,
     pub(super) issuer: Arc<str>,
     pub(super) expires_ms: u64,
+    /// Which face's stream it is.
+    pub(super) kind: StreamKind,
+}
+
+/// The face a stream speaks for.
+#[derive(Debug)]
+pub(super) enum StreamKind {
+    /// v1: Neurow's events and head.
+    Neurow,
+    /// v2: Herald's events, whose cursor starts at `positions` (resumed) or at each topic's head.
+    Herald {
+        topics: Box<[Topic]>,
+        positions: Option<Vec<u64>>,
+        /// The allowed origin to answer with credentials, if the request came from one.
+        origin: Option<String>,
+    },
+}
+
+/// What a stream is made of once its connection is open.
+pub(super) struct Opening {
+    pub(super) subscription: Subscription,
+    pub(super) replay: Vec<Delivery>,
+    pub(super) format: EventFormat,
+    /// The allowed origin of a v2 stream, for a head that allows credentials.
+    pub(super) origin: Option<String>,
 }
 
 /// An open subscription; dropping it closes its connection.
@@ -40,11 +66,27 @@ pub(super) struct Subscription {
 }
 
 impl Subscription {
-    /// Opens the subscription's connection and returns it with what to replay before live deliveries.
-    pub(super) fn open(api: &Arc<PublicApi>, request: SubscribeRequest) -> (Subscription, Vec<Delivery>) {
+    /// Opens the subscription's connection and returns it with what to replay before live
+    /// deliveries and how its events are written.
+    pub(super) fn open(api: &Arc<PublicApi>, request: SubscribeRequest) -> Opening {
         let now_ms = api.node.hub.clock().now_ms();
-        let Opened { connection, replay, .. } =
-            Connection::open(&api.node, vec![(request.topic, request.resume)], request.expires_ms);
+        let Opened {
+            connection,
+            replay,
+            heads,
+        } = Connection::open(&api.node, request.topics, request.expires_ms);
+        let (format, origin) = match request.kind {
+            StreamKind::Neurow => (EventFormat::Neurow, None),
+            StreamKind::Herald {
+                topics,
+                positions,
+                origin,
+            } => {
+                let positions = positions.unwrap_or_else(|| heads.iter().map(|h| h.0).collect());
+                let events = HeraldEvents::new(topics, &request.issuer, positions.into_boxed_slice());
+                (EventFormat::Herald(Box::new(events)), origin)
+            }
+        };
         api.metrics.subscription_opened(&request.issuer);
         api.metrics.http_request(Interface::Public, 200);
         api.metrics.request_took(Interface::Public, request.received.elapsed());
@@ -56,7 +98,12 @@ impl Subscription {
             end: StreamEnd::ClientGone,
             opened_ms: now_ms,
         };
-        (subscription, replay)
+        Opening {
+            subscription,
+            replay,
+            format,
+            origin,
+        }
     }
 
     /// The subscription's outbox.

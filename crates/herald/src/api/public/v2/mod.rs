@@ -1,0 +1,255 @@
+//! Herald's own subscribe API (v2): `GET|POST {PUBLIC_API_CONTEXT_PATH}/v2/subscribe`.
+//!
+//! One SSE stream for many topics, authorised by what the token grants, from a browser with no
+//! custom header (a query token or a cookie), and resumed on all of its topics by the one cursor
+//! the browser sends back by itself as `Last-Event-ID` (docs/api.md). Decisions only: the
+//! stream itself is the same held connection as v1's, with Herald's event format.
+
+pub mod query;
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tracing::Level;
+
+use super::request::Request;
+use super::response;
+use super::subscription::{StreamKind, SubscribeRequest};
+use super::{Action, PublicApi};
+use crate::auth::{AuthError, Principal, bearer_token};
+use crate::model::cursor::{self, CursorError};
+use crate::model::{ResumeFrom, Topic};
+use crate::observe::metrics::Interface;
+use crate::observe::request_log::{RequestLog, authentication_refused, request_event};
+use query::Query;
+
+/// Settings of the v2 face.
+#[derive(Debug, Clone)]
+pub struct V2Settings {
+    /// `{PUBLIC_API_CONTEXT_PATH}/v2/subscribe`.
+    pub subscribe_path: String,
+    /// `PUBLIC_API_MAX_TOPICS_PER_CONNECTION`.
+    pub max_topics: usize,
+    /// `PUBLIC_API_PRIVILEGED_ROLES`: a token with one of these roles reads any topic of its issuer.
+    pub privileged_roles: Vec<String>,
+    /// `PUBLIC_API_TOKEN_COOKIE`: the cookie a browser's token may come in.
+    pub token_cookie: String,
+}
+
+/// A refusal: status, stable code, message; counted and logged by [`PublicApi::refuse`].
+struct Refusal {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+impl PublicApi {
+    /// Decides a v2 subscribe request.
+    pub(super) fn route_v2_subscribe(&self, head: &Request, peer: Option<IpAddr>) -> Action {
+        let received = Instant::now();
+        let log = || RequestLog::raw(&head.path, &head.log, peer);
+        let origin = self.credentialed_origin(head);
+        let now_s = self.now_s();
+        match self.v2_subscription(head, now_s, received) {
+            Ok(request) => {
+                if self.stopping.load(Ordering::SeqCst) {
+                    self.metrics.connection_rejected("shutting_down");
+                    return Action::Reply(response::json_error(
+                        503,
+                        "shutting_down",
+                        "This node is shutting down; reconnect",
+                        origin,
+                    ));
+                }
+                if let Some(refused) = self.admit_subscription(log) {
+                    return Action::Reply(refused);
+                }
+                request_event!(
+                    Level::DEBUG,
+                    log(),
+                    issuer = &*request.issuer,
+                    topics = request.topics.len(),
+                    http.response.status_code = 200,
+                    "subscription opened"
+                );
+                Action::Subscribe(request)
+            }
+            Err(V2Error::Auth(e)) => {
+                self.metrics.jwt_error(Interface::Public);
+                authentication_refused(log(), "public API", e);
+                let (code, message) = e.client_view(self.settings.verbose_errors);
+                Action::Reply(response::json_error(e.status(), code, message, origin))
+            }
+            Err(V2Error::Refused(r)) => {
+                self.metrics.request_refused(r.code);
+                request_event!(
+                    Level::DEBUG,
+                    log(),
+                    error.code = r.code,
+                    http.response.status_code = r.status,
+                    "subscription refused: {}",
+                    r.message
+                );
+                Action::Reply(response::json_error(r.status, r.code, &r.message, origin))
+            }
+        }
+    }
+
+    /// The token of a v2 request, from the first place that has one: the `Authorization` header,
+    /// the `access_token` query parameter, then the token cookie.
+    fn v2_principal(&self, head: &Request, query: &Query, now_s: u64) -> Result<Principal, V2Error> {
+        let token = if !head.authorization.is_empty() {
+            bearer_token(head.authorization.iter().map(Vec::as_slice)).map_err(V2Error::Auth)?
+        } else if let Some(token) = &query.access_token {
+            token.as_str()
+        } else if let Some(token) = cookie(&head.cookie, &self.v2.token_cookie) {
+            token
+        } else {
+            return Err(V2Error::Refused(refusal(
+                401,
+                "missing_token",
+                format!(
+                    "no token: send Authorization: Bearer, the access_token query parameter, or the {} cookie",
+                    self.v2.token_cookie
+                ),
+            )));
+        };
+        self.verifier.verify(token, now_s as i64).map_err(V2Error::Auth)
+    }
+
+    fn v2_subscription(&self, head: &Request, now_s: u64, received: Instant) -> Result<SubscribeRequest, V2Error> {
+        let query = Query::parse(&head.query).map_err(|e| V2Error::Refused(refusal(400, e.code, e.message)))?;
+        let principal = self.v2_principal(head, &query, now_s)?;
+        let grants = principal
+            .grants
+            .as_ref()
+            .map_err(|e| V2Error::Refused(refusal(401, "invalid_grants", e.to_string())))?;
+        let mut names: Vec<&str> = query.topics.iter().map(String::as_str).collect();
+        if names.is_empty() {
+            match principal.subject.as_deref() {
+                Some(subject) => names.push(subject),
+                None => {
+                    return Err(V2Error::Refused(refusal(
+                        400,
+                        "no_topic",
+                        "no topic: give one or more topic parameters, or a token with a sub claim",
+                    )));
+                }
+            }
+        }
+        // Canonical order: the same topics in any order are the same connection, and its cursor.
+        names.sort_unstable();
+        names.dedup();
+        if names.len() > self.v2.max_topics {
+            return Err(V2Error::Refused(refusal(
+                400,
+                "too_many_topics",
+                format!(
+                    "{} topics asked; a connection may hold at most {} (PUBLIC_API_MAX_TOPICS_PER_CONNECTION)",
+                    names.len(),
+                    self.v2.max_topics
+                ),
+            )));
+        }
+        let subject = principal.subject.as_deref();
+        if let Some(refused) = names
+            .iter()
+            .find(|name| !grants.may_read(subject, &self.v2.privileged_roles, name))
+        {
+            return Err(V2Error::Refused(refusal(
+                403,
+                "topic_not_allowed",
+                format!("the token does not grant the topic {refused:?}"),
+            )));
+        }
+        let topics: Vec<Topic> = names
+            .iter()
+            .map(|name| Topic::namespaced(&principal.issuer, name))
+            .collect();
+        // The header wins over the query parameter, as EventSource sends the header on reconnect.
+        let cursor = match &head.last_event_id {
+            Some(value) => Some(String::from_utf8(value.clone()).map_err(|_| bad_cursor(CursorError::Malformed))?),
+            None => query.last_event_id.clone(),
+        };
+        let positions = match cursor.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(c) => Some(cursor::decode(c, cursor::topic_set_hash(&topics), topics.len()).map_err(bad_cursor)?),
+        };
+        let resumes: Vec<(Topic, ResumeFrom)> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, topic)| {
+                let resume = match &positions {
+                    Some(p) => ResumeFrom::After(i128::from(p[i])),
+                    None => ResumeFrom::Live,
+                };
+                (topic.clone(), resume)
+            })
+            .collect();
+        Ok(SubscribeRequest {
+            received,
+            topics: resumes,
+            expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
+            kind: StreamKind::Herald {
+                topics: topics.into_boxed_slice(),
+                positions,
+                origin: self.credentialed_origin(head).map(str::to_owned),
+            },
+            issuer: principal.issuer,
+        })
+    }
+
+    /// The request's `Origin` when it is one of `PUBLIC_API_ALLOWED_ORIGINS`: the v2 answers
+    /// then allow credentials (cookies) for it.
+    fn credentialed_origin<'a>(&self, head: &'a Request) -> Option<&'a str> {
+        head.single_origin()
+            .filter(|o| self.settings.allowed_origins.is_match(o))
+    }
+}
+
+enum V2Error {
+    Auth(AuthError),
+    Refused(Refusal),
+}
+
+fn bad_cursor(e: CursorError) -> V2Error {
+    V2Error::Refused(refusal(
+        400,
+        "invalid_cursor",
+        format!("Last-Event-ID / last_event_id: {e}; reconnect without it to start from now"),
+    ))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(headers: &'a [Vec<u8>], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .filter_map(|h| std::str::from_utf8(h).ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_name_in_any_header() {
+        let headers = vec![b"a=1; herald_token=abc.def".to_vec(), b"b=2".to_vec()];
+        assert_eq!(cookie(&headers, "herald_token"), Some("abc.def"));
+        assert_eq!(cookie(&headers, "b"), Some("2"));
+        assert_eq!(cookie(&headers, "herald"), None);
+        assert_eq!(cookie(&[b"t=\"q\"".to_vec()], "t"), Some("q"));
+    }
+}

@@ -1,0 +1,414 @@
+//! Herald's own subscribe API (v2): one SSE stream for many topics, authorised by the token's
+//! grants, with a token from a header, the query or a cookie, resumed on every topic by one cursor.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::{RedisServer, start_nodes};
+use common::{DEADLINE, Herald, Sse, eventually, metric, now_s, request};
+use herald::auth::keys::development_auth;
+use herald::auth::token::sign_claims;
+use serde_json::{Value, json};
+
+const ISSUER: &str = "test_issuer1";
+
+/// A subscriber token of `ISSUER` with these extra claims (`sub`, `topics`, `roles`, …).
+fn token(extra: Value) -> String {
+    token_of(ISSUER, extra)
+}
+
+fn token_of(issuer: &str, extra: Value) -> String {
+    let auth = development_auth().0;
+    let mut claims = json!({"iss": issuer, "aud": auth.audience, "iat": now_s(), "exp": now_s() + 120});
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    sign_claims(&claims, auth.issuer(issuer).unwrap().secrets[0].bytes())
+}
+
+/// `GET /v2/subscribe?{query}` with these header lines (each ending in `\r\n`).
+fn subscribe(herald: &Herald, query: &str, headers: &str) -> Sse {
+    Sse::open_raw(
+        herald.public,
+        &format!("GET /v2/subscribe?{query} HTTP/1.1\r\nhost: x\r\n{headers}\r\n"),
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("authorization: Bearer {token}\r\n")
+}
+
+fn publish(herald: &Herald, topic: &str, payload: &str) {
+    herald.publish_ok(
+        ISSUER,
+        &json!({"topic": topic, "message": {"event": "update", "payload": payload}}).to_string(),
+    );
+}
+
+/// A v2 message event: its cursor and its data.
+#[derive(Debug)]
+struct Event {
+    cursor: String,
+    topic: String,
+    payload: String,
+}
+
+fn parse(event: &str) -> Event {
+    let cursor = event
+        .strip_prefix("id: ")
+        .and_then(|r| r.split('\n').next())
+        .unwrap_or_else(|| panic!("no id: {event:?}"));
+    let data = event
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("no data: {event:?}"));
+    assert!(event.contains("\nevent: update\n"), "{event:?}");
+    let data: Value = serde_json::from_str(data).unwrap();
+    Event {
+        cursor: cursor.to_owned(),
+        topic: data["topic"].as_str().unwrap().to_owned(),
+        payload: data["payload"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// The cursor of the id-only event a v2 stream opens with.
+fn opening_cursor(sse: &mut Sse) -> String {
+    let first = sse.next_event();
+    let cursor = first
+        .strip_prefix("id: ")
+        .and_then(|r| r.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("expected an id-only event, got {first:?}"));
+    cursor.to_owned()
+}
+
+fn messages(sse: &mut Sse, n: usize) -> Vec<Event> {
+    (0..n).map(|_| parse(&sse.next_message())).collect()
+}
+
+fn topic_payloads(events: &[Event]) -> Vec<(String, String)> {
+    events.iter().map(|e| (e.topic.clone(), e.payload.clone())).collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(t, p)| (t.to_string(), p.to_string())).collect()
+}
+
+#[test]
+fn one_stream_carries_every_granted_topic_and_each_event_carries_the_cursor() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["news", "orders.*"]}));
+    let mut sse = subscribe(&herald, "topic=news&topic=orders.42", &bearer(&t));
+    assert_eq!(sse.response.status, 200, "{}", sse.response.head);
+    assert_eq!(
+        sse.response.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    let opening = opening_cursor(&mut sse);
+    assert!(opening.starts_with("m1."), "{opening}");
+    publish(&herald, "news", "n1");
+    publish(&herald, "orders.42", "o1");
+    publish(&herald, "elsewhere", "not mine");
+    publish(&herald, "news", "n2");
+    let got = messages(&mut sse, 3);
+    assert_eq!(
+        topic_payloads(&got),
+        pairs(&[("news", "n1"), ("orders.42", "o1"), ("news", "n2")])
+    );
+    let cursors: Vec<&str> = got.iter().map(|e| e.cursor.as_str()).collect();
+    assert!(
+        cursors.iter().all(|c| c.starts_with("m1.") && *c != opening),
+        "{cursors:?}"
+    );
+    assert!(cursors[0] != cursors[1] && cursors[1] != cursors[2]);
+    sse.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn the_cursor_resumes_every_topic_exactly_where_it_was() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a", "b", "c"]}));
+    let mut sse = subscribe(&herald, "topic=a&topic=b&topic=c", &bearer(&t));
+    opening_cursor(&mut sse);
+    publish(&herald, "a", "a1");
+    publish(&herald, "b", "b1");
+    let seen = messages(&mut sse, 2);
+    drop(sse);
+    // Missed while away: more on a and b, the first on c.
+    publish(&herald, "b", "b2");
+    publish(&herald, "a", "a2");
+    publish(&herald, "c", "c1");
+    publish(&herald, "a", "a3");
+    // The topics in another order are the same connection: the cursor still fits.
+    let last = &seen[1].cursor;
+    let mut again = subscribe(
+        &herald,
+        "topic=c&topic=a&topic=b",
+        &format!("{}last-event-id: {last}\r\n", bearer(&t)),
+    );
+    assert_eq!(again.response.status, 200, "{}", again.response.head);
+    opening_cursor(&mut again);
+    let replayed = messages(&mut again, 4);
+    let mut per_topic: Vec<(String, String)> = topic_payloads(&replayed);
+    per_topic.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        per_topic,
+        pairs(&[("a", "a2"), ("a", "a3"), ("b", "b2"), ("c", "c1")]),
+        "each missed message once, in per-topic order"
+    );
+    publish(&herald, "b", "b3");
+    assert_eq!(topic_payloads(&messages(&mut again, 1)), pairs(&[("b", "b3")]));
+    again.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn a_client_that_reconnects_before_its_first_message_resumes_from_the_opening_cursor() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a", "b"]}));
+    publish(&herald, "a", "before the connection");
+    let mut sse = subscribe(&herald, "topic=a&topic=b", &bearer(&t));
+    let opening = opening_cursor(&mut sse);
+    drop(sse);
+    publish(&herald, "b", "while away");
+    let mut again = subscribe(
+        &herald,
+        &format!("topic=a&topic=b&last_event_id={opening}"),
+        &bearer(&t),
+    );
+    opening_cursor(&mut again);
+    assert_eq!(topic_payloads(&messages(&mut again, 1)), pairs(&[("b", "while away")]));
+    again.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn one_topic_keeps_plain_integer_ids() {
+    let herald = Herald::start();
+    let t = token(json!({"sub": "me"}));
+    // No topic parameter: the token's sub.
+    let mut sse = subscribe(&herald, "", &bearer(&t));
+    assert_eq!(opening_cursor(&mut sse), "0");
+    publish(&herald, "me", "x");
+    let e = parse(&sse.next_message());
+    assert!(e.cursor.parse::<u64>().is_ok(), "{}", e.cursor);
+    assert_eq!((e.topic.as_str(), e.payload.as_str()), ("me", "x"));
+}
+
+#[test]
+fn topics_outside_the_grants_are_refused_by_name() {
+    let herald = Herald::start_with(&[("PUBLIC_API_PRIVILEGED_ROLES", "support, admin")]);
+    let t = token(json!({"sub": "me", "topics": ["news", "orders.*"]}));
+    let r = request(
+        herald.public,
+        &format!(
+            "GET /v2/subscribe?topic=news&topic=secret HTTP/1.1\r\nhost: x\r\n{}\r\n",
+            bearer(&t)
+        ),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["errors"][0]["error_code"], "topic_not_allowed");
+    assert!(r.text().contains("secret"), "{}", r.text());
+    for allowed in ["me", "orders.1", "news"] {
+        let sse = subscribe(&herald, &format!("topic={allowed}"), &bearer(&t));
+        assert_eq!(sse.response.status, 200, "{allowed}");
+    }
+    // A privileged role reads any topic of its issuer…
+    let admin = token(json!({"roles": ["admin"]}));
+    let mut sse = subscribe(&herald, "topic=anything", &bearer(&admin));
+    assert_eq!(sse.response.status, 200);
+    opening_cursor(&mut sse);
+    // …and never another issuer's.
+    herald.publish_ok(
+        "test_issuer2",
+        &json!({"topic": "anything", "message": {"event": "update", "payload": "other issuer"}}).to_string(),
+    );
+    publish(&herald, "anything", "mine");
+    assert_eq!(parse(&sse.next_message()).payload, "mine");
+    assert_eq!(
+        metric(&herald, "herald_requests_refused_total{code=\"topic_not_allowed\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn the_token_may_come_from_the_query_or_a_cookie_and_is_never_logged() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a"]}));
+    let mut by_query = subscribe(&herald, &format!("topic=a&access_token={t}"), "");
+    assert_eq!(by_query.response.status, 200, "{}", by_query.response.head);
+    let mut by_cookie = subscribe(&herald, "topic=a", &format!("cookie: theme=dark; herald_token={t}\r\n"));
+    assert_eq!(by_cookie.response.status, 200, "{}", by_cookie.response.head);
+    opening_cursor(&mut by_query);
+    opening_cursor(&mut by_cookie);
+    publish(&herald, "a", "both");
+    assert_eq!(parse(&by_query.next_message()).payload, "both");
+    assert_eq!(parse(&by_cookie.next_message()).payload, "both");
+    // A bad query token is refused like a bad header token.
+    let r = request(
+        herald.public,
+        "GET /v2/subscribe?topic=a&access_token=nope HTTP/1.1\r\nhost: x\r\n\r\n",
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["errors"][0]["error_code"], "invalid_jwt_token");
+    let r = request(herald.public, "GET /v2/subscribe?topic=a HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["errors"][0]["error_code"], "missing_token");
+    let signature = t.rsplit('.').next().unwrap();
+    eventually("the requests are logged", || {
+        herald.logs().iter().any(|l| l.contains("/v2/subscribe"))
+    });
+    assert!(
+        !herald
+            .logs()
+            .iter()
+            .any(|l| l.contains(signature) || l.contains("access_token=")),
+        "a token reached the logs"
+    );
+}
+
+#[test]
+fn bad_topics_and_cursors_get_a_precise_400() {
+    let herald = Herald::start_with(&[("PUBLIC_API_MAX_TOPICS_PER_CONNECTION", "3")]);
+    let t = token(json!({"topics": ["*"]}));
+    let ask = |query: &str, headers: &str| {
+        request(
+            herald.public,
+            &format!(
+                "GET /v2/subscribe?{query} HTTP/1.1\r\nhost: x\r\n{}{headers}\r\n",
+                bearer(&t)
+            ),
+        )
+    };
+    let too_long = format!("topic={}", "x".repeat(257));
+    for (query, headers, code) in [
+        ("topic=a&topic=b&topic=c&topic=d", "", "too_many_topics"),
+        ("topic=", "", "invalid_topic"),
+        ("topic=%07", "", "invalid_topic"),
+        (too_long.as_str(), "", "invalid_topic"),
+        ("topic=a&topic=b", "last-event-id: 12\r\n", "invalid_cursor"),
+        (
+            "topic=a&topic=b",
+            "last-event-id: m1.zz.000000.0.0\r\n",
+            "invalid_cursor",
+        ),
+        ("topic=a", "last-event-id: m1.1.000000.0.0\r\n", "invalid_cursor"),
+        ("topic=a&last_event_id=nope", "", "invalid_cursor"),
+        ("topic=a&access_token=x&access_token=y", "", "invalid_query"),
+    ] {
+        let r = ask(query, headers);
+        assert_eq!(r.status, 400, "{query} {headers}: {}", r.text());
+        assert_eq!(r.json()["errors"][0]["error_code"], code, "{query} {headers}");
+    }
+    // The same topic twice is one topic; three distinct ones are within the limit.
+    assert_eq!(
+        subscribe(&herald, "topic=a&topic=a&topic=b&topic=c", &bearer(&t))
+            .response
+            .status,
+        200
+    );
+    // A cursor of another topic set.
+    let mut sse = subscribe(&herald, "topic=a&topic=b", &bearer(&t));
+    let cursor = opening_cursor(&mut sse);
+    let r = ask("topic=a&topic=c", &format!("last-event-id: {cursor}\r\n"));
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("another set of topics"), "{}", r.text());
+    assert_eq!(
+        metric(&herald, "herald_requests_refused_total{code=\"invalid_cursor\"}"),
+        5.0
+    );
+    let bad_grants = token(json!({"topics": "a"}));
+    let r = request(
+        herald.public,
+        &format!(
+            "GET /v2/subscribe?topic=a HTTP/1.1\r\nhost: x\r\n{}\r\n",
+            bearer(&bad_grants)
+        ),
+    );
+    assert_eq!(
+        (r.status, r.json()["errors"][0]["error_code"].as_str()),
+        (401, Some("invalid_grants"))
+    );
+}
+
+#[test]
+fn an_allowed_origin_gets_credentialed_cors() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a"]}));
+    let sse = subscribe(
+        &herald,
+        "topic=a",
+        &format!("{}origin: http://localhost:3000\r\n", bearer(&t)),
+    );
+    assert_eq!(
+        sse.response.header("access-control-allow-origin").as_deref(),
+        Some("http://localhost:3000")
+    );
+    assert_eq!(
+        sse.response.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    let other = subscribe(
+        &herald,
+        "topic=a",
+        &format!("{}origin: https://evil.example\r\n", bearer(&t)),
+    );
+    assert_eq!(
+        other.response.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    assert_eq!(other.response.header("access-control-allow-credentials"), None);
+}
+
+#[test]
+fn a_users_every_connection_receives_a_publish_to_its_topic() {
+    // The POC seed's "address a user": several tabs and devices, v1 and v2, one topic each holds.
+    let herald = Herald::start();
+    let user = token(json!({"sub": "user-7", "topics": ["news"]}));
+    let mut tab1 = subscribe(&herald, "topic=user-7&topic=news", &bearer(&user));
+    let mut tab2 = subscribe(&herald, "topic=user-7", &bearer(&user));
+    let mut old_app = herald.subscribe(&common::sub_token(ISSUER, "user-7"), "");
+    opening_cursor(&mut tab1);
+    opening_cursor(&mut tab2);
+    publish(&herald, "user-7", "hello");
+    assert_eq!(parse(&tab1.next_message()).payload, "hello");
+    assert_eq!(parse(&tab2.next_message()).payload, "hello");
+    assert!(old_app.next_message().ends_with("data: hello\n\n"));
+}
+
+#[test]
+fn a_cursor_from_one_node_resumes_on_another() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    let t = token(json!({"topics": ["a", "b"]}));
+    let mut sse = subscribe(&nodes[0], "topic=a&topic=b", &bearer(&t));
+    assert_eq!(sse.response.status, 200);
+    opening_cursor(&mut sse);
+    eventually("node 0 listens to both topics", || {
+        ["a", "b"]
+            .iter()
+            .all(|t| redis.channel_subscribers(&format!("herald:{{{ISSUER}-{t}}}")) == 1)
+    });
+    publish(&nodes[1], "a", "a1");
+    publish(&nodes[1], "b", "b1");
+    let seen = messages(&mut sse, 2);
+    drop(sse);
+    publish(&nodes[0], "a", "a2");
+    publish(&nodes[1], "b", "b2");
+    let mut again = subscribe(
+        &nodes[1],
+        "topic=a&topic=b",
+        &format!("{}last-event-id: {}\r\n", bearer(&t), seen[1].cursor),
+    );
+    assert_eq!(again.response.status, 200);
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while got.len() < 2 && std::time::Instant::now() < deadline {
+        let e = again.next_message();
+        if e.contains("\ndata: ") {
+            got.push(parse(&e));
+        }
+    }
+    let mut per_topic = topic_payloads(&got);
+    per_topic.sort();
+    assert_eq!(per_topic, pairs(&[("a", "a2"), ("b", "b2")]));
+    again.expect_silence(Duration::from_millis(300));
+}
