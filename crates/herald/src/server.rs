@@ -188,6 +188,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
             sse_keepalive: config.sse.keepalive,
             v2: V2Settings {
                 subscribe_path: format!("{}/v2/subscribe", config.public_api.context_path),
+                poll_path: format!("{}/v2/poll", config.public_api.context_path),
                 max_topics: config.public_api.max_topics_per_connection,
                 privileged_roles: config.public_api.privileged_roles.clone(),
                 token_cookie: config.public_api.token_cookie.clone(),

@@ -412,3 +412,204 @@ fn a_cursor_from_one_node_resumes_on_another() {
     assert_eq!(per_topic, pairs(&[("a", "a2"), ("b", "b2")]));
     again.expect_silence(Duration::from_millis(300));
 }
+
+/// `GET /v2/poll?{query}` with the token in the header; the JSON answer.
+fn poll(herald: &Herald, token: &str, query: &str) -> Value {
+    let r = request(
+        herald.public,
+        &format!(
+            "GET /v2/poll?{query} HTTP/1.1\r\nhost: x\r\n{}connection: close\r\n\r\n",
+            bearer(token)
+        ),
+    );
+    assert_eq!(r.status, 200, "{query}: {}", r.text());
+    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    r.json()
+}
+
+fn polled(answer: &Value) -> Vec<(String, String)> {
+    answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["topic"].as_str().unwrap().to_owned(),
+                m["payload"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_poll_without_a_cursor_answers_at_once_with_the_position_then_polls_resume_from_it() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a", "b"]}));
+    publish(&herald, "a", "before");
+    let first = poll(&herald, &t, "topic=a&topic=b");
+    assert_eq!(polled(&first), pairs(&[]));
+    let cursor = first["cursor"].as_str().unwrap().to_owned();
+    assert!(cursor.starts_with("m1."), "{first}");
+    publish(&herald, "b", "b1");
+    publish(&herald, "a", "a1");
+    let next = poll(&herald, &t, &format!("topic=a&topic=b&cursor={cursor}"));
+    let mut got = polled(&next);
+    got.sort();
+    assert_eq!(got, pairs(&[("a", "a1"), ("b", "b1")]));
+    assert_eq!(next["more"], false);
+    assert_eq!(next["messages"][0]["event"], "update");
+    // Nothing new: an interval poll (timeout=0) answers at once with the same cursor.
+    let cursor = next["cursor"].as_str().unwrap();
+    let idle = poll(&herald, &t, &format!("topic=a&topic=b&cursor={cursor}&timeout=0"));
+    assert_eq!(polled(&idle), pairs(&[]));
+    assert_eq!(idle["cursor"], cursor);
+}
+
+#[test]
+fn a_poll_is_held_until_a_message_arrives() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a"]}));
+    let cursor = poll(&herald, &t, "topic=a")["cursor"].as_str().unwrap().to_owned();
+    let held = {
+        let (public, t, cursor) = (herald.public, t.clone(), cursor.clone());
+        std::thread::spawn(move || {
+            let r = request(
+                public,
+                &format!(
+                    "GET /v2/poll?topic=a&cursor={cursor}&timeout=30 HTTP/1.1\r\nhost: x\r\n{}connection: close\r\n\r\n",
+                    bearer(&t)
+                ),
+            );
+            (r.status, r.json())
+        })
+    };
+    eventually("the poll to be held", || metric(&herald, "herald_subscriptions") == 1.0);
+    publish(&herald, "a", "now");
+    let (status, answer) = held.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(polled(&answer), pairs(&[("a", "now")]));
+    assert_ne!(answer["cursor"], cursor.as_str());
+    eventually("the poll's connection to close", || {
+        metric(&herald, "herald_subscriptions") == 0.0
+    });
+}
+
+#[test]
+fn a_poll_that_times_out_answers_empty_with_the_same_cursor() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a"]}));
+    let cursor = poll(&herald, &t, "topic=a")["cursor"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let answer = poll(&herald, &t, &format!("topic=a&cursor={cursor}&timeout=1"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "answered before its timeout"
+    );
+    assert_eq!(polled(&answer), pairs(&[]));
+    assert_eq!(answer["cursor"], cursor.as_str());
+    let r = request(
+        herald.public,
+        &format!(
+            "GET /v2/poll?topic=a&timeout=56 HTTP/1.1\r\nhost: x\r\n{}\r\n",
+            bearer(&t)
+        ),
+    );
+    assert_eq!(
+        (r.status, r.json()["errors"][0]["error_code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+}
+
+#[test]
+fn polling_in_a_loop_receives_every_message_once_in_order_across_batches() {
+    let herald = Herald::start_with(&[("HISTORY_MAX_MESSAGES_PER_TOPIC", "1000")]);
+    let t = token(json!({"topics": ["a", "b"]}));
+    let mut cursor = poll(&herald, &t, "topic=a&topic=b")["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..150 {
+        let topic = if i % 3 == 0 { "b" } else { "a" };
+        publish(&herald, topic, &format!("{topic}{i}"));
+    }
+    let mut got: Vec<(String, String)> = Vec::new();
+    let mut answers = 0;
+    while got.len() < 150 {
+        let answer = poll(&herald, &t, &format!("topic=a&topic=b&cursor={cursor}&timeout=5"));
+        answers += 1;
+        assert_eq!(
+            answer["more"],
+            answer["messages"].as_array().unwrap().len() == 100 && got.len() + 100 < 150
+        );
+        got.extend(polled(&answer));
+        cursor = answer["cursor"].as_str().unwrap().to_owned();
+        assert!(answers < 10, "too many polls: {}", got.len());
+    }
+    for topic in ["a", "b"] {
+        let mine: Vec<&str> = got
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, p)| p.as_str())
+            .collect();
+        let want: Vec<String> = (0..150)
+            .filter(|i| (i % 3 == 0) == (topic == "b"))
+            .map(|i| format!("{topic}{i}"))
+            .collect();
+        assert_eq!(mine, want, "{topic}: every message once, in order");
+    }
+}
+
+#[test]
+fn an_sse_cursor_resumes_a_poll_and_a_poll_cursor_resumes_a_stream() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a", "b"]}));
+    let mut sse = subscribe(&herald, "topic=a&topic=b", &bearer(&t));
+    opening_cursor(&mut sse);
+    publish(&herald, "a", "a1");
+    let seen = parse(&sse.next_message());
+    drop(sse);
+    publish(&herald, "b", "b1");
+    let answer = poll(&herald, &t, &format!("topic=a&topic=b&cursor={}", seen.cursor));
+    assert_eq!(polled(&answer), pairs(&[("b", "b1")]));
+    publish(&herald, "a", "a2");
+    let cursor = answer["cursor"].as_str().unwrap();
+    let mut again = subscribe(
+        &herald,
+        "topic=a&topic=b",
+        &format!("{}last-event-id: {cursor}\r\n", bearer(&t)),
+    );
+    opening_cursor(&mut again);
+    assert_eq!(topic_payloads(&messages(&mut again, 1)), pairs(&[("a", "a2")]));
+    again.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn a_poll_is_answered_by_any_node() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    let t = token(json!({"topics": ["a", "b"]}));
+    publish(&nodes[0], "a", "before");
+    let first = poll(&nodes[0], &t, "topic=a&topic=b");
+    assert_eq!(
+        polled(&first),
+        pairs(&[]),
+        "the heads come from Redis: nothing older is replayed"
+    );
+    publish(&nodes[0], "a", "a1");
+    publish(&nodes[1], "b", "b1");
+    let next = poll(
+        &nodes[1],
+        &t,
+        &format!("topic=a&topic=b&cursor={}", first["cursor"].as_str().unwrap()),
+    );
+    let mut got = polled(&next);
+    got.sort();
+    assert_eq!(got, pairs(&[("a", "a1"), ("b", "b1")]));
+    let last = poll(
+        &nodes[0],
+        &t,
+        &format!("topic=a&topic=b&cursor={}&timeout=0", next["cursor"].as_str().unwrap()),
+    );
+    assert_eq!(polled(&last), pairs(&[]));
+}

@@ -194,6 +194,18 @@ impl RedisBackplane {
         entries(reply).ok_or(BackplaneError::Unexpected("XRANGE answered in an unexpected shape"))
     }
 
+    /// The newest event id `topic` has used (0 when it has none, or it was forgotten).
+    pub async fn last_id(&self, topic: &Topic) -> Result<u64, BackplaneError> {
+        let mut conn = self.servers.for_topic(topic.as_str()).await?;
+        let last: Option<u64> = bounded(
+            ::redis::cmd("GET")
+                .arg(scripts::last_id_key(topic.as_str()))
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(last.unwrap_or(0))
+    }
+
     /// What the backplane did, for `/metrics`.
     pub fn stats(&self) -> &BackplaneStats {
         &self.stats

@@ -144,6 +144,19 @@ impl Hub {
             .is_some_and(|s| s.is(outbox))
     }
 
+    /// Whether `key`'s subscription is still reading the shared history (its replay not queued yet).
+    pub fn is_catching_up(&self, key: &SubscriptionKey, outbox: &Arc<Outbox>) -> bool {
+        let shard = self.shard(&key.topic);
+        let Some(state) = shard.topics.get(&key.topic) else {
+            return false;
+        };
+        state.subscribers.get(key.slot).is_some_and(|s| s.is(outbox))
+            && state
+                .catching_up
+                .iter()
+                .any(|c| c.slot == key.slot && c.replayed_through.is_none())
+    }
+
     /// Ends a catching-up subscription that could not read the shared history: its client
     /// reconnects and resumes, perhaps on another node.
     pub fn abandon_catch_up(&self, key: &SubscriptionKey, outbox: &Arc<Outbox>) {

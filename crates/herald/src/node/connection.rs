@@ -90,6 +90,14 @@ impl Connection {
         &self.node
     }
 
+    /// Whether every subscription has its replay queued (always, on a single node; on a cluster
+    /// node once each topic's shared history was read).
+    pub fn caught_up(&self) -> bool {
+        self.subscriptions
+            .iter()
+            .all(|key| !self.node.hub.is_catching_up(key, &self.outbox))
+    }
+
     /// How many topics it holds.
     pub fn topics(&self) -> usize {
         self.subscriptions.len()

@@ -43,6 +43,23 @@ impl Node {
         }
     }
 
+    /// Where a connection that has received nothing starts in each topic, when the backplane
+    /// must be asked: on a cluster node, each topic's newest id, read before subscribing, so that
+    /// subscribing from there (rather than live) misses nothing published in between. `None` on
+    /// a single node, where [`Connection::open`] reads the heads atomically with subscribing.
+    pub async fn heads(&self, topics: &[Topic]) -> Result<Option<Vec<u64>>, BackplaneError> {
+        match &self.backplane {
+            Backplane::Local => Ok(None),
+            Backplane::Redis(redis) => {
+                let mut heads = Vec::with_capacity(topics.len());
+                for topic in topics {
+                    heads.push(redis.last_id(topic).await?);
+                }
+                Ok(Some(heads))
+            }
+        }
+    }
+
     /// The retained messages of `topic`, in replay order.
     pub async fn history(&self, topic: &Topic) -> Result<Vec<Message>, BackplaneError> {
         match &self.backplane {

@@ -178,7 +178,8 @@ impl PublicApi {
         let service = {
             let (api, state) = (self.clone(), state.clone());
             hyper::service::service_fn(move |request| {
-                std::future::ready(Ok::<_, Infallible>(api.respond_h2(request, &state, peer)))
+                let (api, state) = (api.clone(), state.clone());
+                async move { Ok::<_, Infallible>(api.respond_h2(request, &state, peer).await) }
             })
         };
         let connection = self.h2.serve_connection(TokioIo::new(tls), service);
@@ -224,7 +225,7 @@ impl PublicApi {
     }
 
     /// Answers one HTTP/2 request: the same decisions as HTTP/1.1, rendered for HTTP/2.
-    fn respond_h2(
+    async fn respond_h2(
         self: &Arc<Self>,
         request: hyper::Request<Incoming>,
         state: &Arc<ConnectionState>,
@@ -256,7 +257,15 @@ impl PublicApi {
         };
         match self.route(&request, peer) {
             Action::Reply(reply) => self.reply_h2(reply, active, received),
-            Action::Subscribe(subscribe) => {
+            Action::Poll(poll) => {
+                let reply = self.hold_poll(poll).await;
+                self.reply_h2(reply, active, received)
+            }
+            Action::Subscribe(mut subscribe) => {
+                if let Err(e) = self.resolve_heads(&mut subscribe).await {
+                    tracing::warn!(error = %e, "subscription refused: Redis unavailable");
+                    return self.reply_h2(super::backplane_unavailable(), active, received);
+                }
                 let Opening {
                     subscription,
                     replay,

@@ -135,6 +135,8 @@ pub struct PublicApi {
 enum Action {
     Reply(Reply),
     Subscribe(SubscribeRequest),
+    /// A v2 long-poll: answered once it has messages or its timeout passed.
+    Poll(v2::PollRequest),
 }
 
 impl PublicApi {
@@ -307,7 +309,12 @@ impl PublicApi {
                     let framing = if head.http10 { Framing::Raw } else { Framing::Chunked };
                     return Some((subscribe, framing));
                 }
-                Action::Reply(reply) => {
+                action @ (Action::Reply(_) | Action::Poll(_)) => {
+                    let reply = match action {
+                        Action::Poll(poll) => Box::pin(self.hold_poll(poll)).await,
+                        Action::Reply(reply) => reply,
+                        Action::Subscribe(_) => unreachable!("matched above"),
+                    };
                     self.metrics.http_request(Interface::Public, reply.status);
                     let written = socket.write_all(&reply.http1()).await;
                     self.metrics.request_took(Interface::Public, received.elapsed());
@@ -372,7 +379,10 @@ impl PublicApi {
             return Action::Reply(self.preflight(head, log));
         }
         if head.path == self.v2.subscribe_path && matches!(head.method, Method::Get | Method::Post) {
-            return self.route_v2_subscribe(head, peer);
+            return self.route_v2(head, peer, false);
+        }
+        if head.path == self.v2.poll_path && head.method == Method::Get {
+            return self.route_v2(head, peer, true);
         }
         let origin = head.single_origin();
         let now_s = self.now_s();
@@ -533,7 +543,19 @@ impl PublicApi {
     }
 
     /// Holds an HTTP/1.x subscription until it ends.
-    async fn stream<S: HeldConnection>(self: &Arc<Self>, mut socket: S, request: SubscribeRequest, framing: Framing) {
+    async fn stream<S: HeldConnection>(
+        self: &Arc<Self>,
+        mut socket: S,
+        mut request: SubscribeRequest,
+        framing: Framing,
+    ) {
+        if let Err(e) = self.resolve_heads(&mut request).await {
+            tracing::warn!(error = %e, "subscription refused: Redis unavailable");
+            let reply = backplane_unavailable();
+            self.metrics.http_request(Interface::Public, reply.status);
+            let _ = socket.write_all(&reply.http1()).await;
+            return;
+        }
         let Opening {
             mut subscription,
             replay,
@@ -553,6 +575,16 @@ impl PublicApi {
         )
         .await;
     }
+}
+
+/// The 503 of a v2 request that needed Redis while it was unavailable.
+fn backplane_unavailable() -> Reply {
+    response::json_error(
+        503,
+        "backplane_unavailable",
+        "The cluster's Redis is unavailable; retry later",
+        None,
+    )
 }
 
 fn log_too_many_connections(peer: Option<IpAddr>) {
@@ -726,6 +758,7 @@ mod size_tests {
                 sse_keepalive: Duration::from_secs(1),
                 v2: V2Settings {
                     subscribe_path: "/v2/subscribe".into(),
+                    poll_path: "/v2/poll".into(),
                     max_topics: 64,
                     privileged_roles: Vec::new(),
                     token_cookie: "herald_token".into(),

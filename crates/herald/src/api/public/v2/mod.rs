@@ -5,7 +5,10 @@
 //! the browser sends back by itself as `Last-Event-ID` (docs/api.md). Decisions only: the
 //! stream itself is the same held connection as v1's, with Herald's event format.
 
+mod poll;
 pub mod query;
+
+pub(super) use poll::PollRequest;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -18,6 +21,7 @@ use super::response;
 use super::subscription::{StreamKind, SubscribeRequest};
 use super::{Action, PublicApi};
 use crate::auth::{AuthError, Principal, bearer_token};
+use crate::backplane::BackplaneError;
 use crate::model::cursor::{self, CursorError};
 use crate::model::{ResumeFrom, Topic};
 use crate::observe::metrics::Interface;
@@ -29,6 +33,8 @@ use query::Query;
 pub struct V2Settings {
     /// `{PUBLIC_API_CONTEXT_PATH}/v2/subscribe`.
     pub subscribe_path: String,
+    /// `{PUBLIC_API_CONTEXT_PATH}/v2/poll`.
+    pub poll_path: String,
     /// `PUBLIC_API_MAX_TOPICS_PER_CONNECTION`.
     pub max_topics: usize,
     /// `PUBLIC_API_PRIVILEGED_ROLES`: a token with one of these roles reads any topic of its issuer.
@@ -53,14 +59,25 @@ fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Refus
 }
 
 impl PublicApi {
-    /// Decides a v2 subscribe request.
-    pub(super) fn route_v2_subscribe(&self, head: &Request, peer: Option<IpAddr>) -> Action {
+    /// Decides a v2 request: a subscription (`poll` false) or a long-poll.
+    pub(super) fn route_v2(&self, head: &Request, peer: Option<IpAddr>, poll: bool) -> Action {
         let received = Instant::now();
         let log = || RequestLog::raw(&head.path, &head.log, peer);
         let origin = self.credentialed_origin(head);
         let now_s = self.now_s();
-        match self.v2_subscription(head, now_s, received) {
-            Ok(request) => {
+        let decided = self.v2_request(head, now_s, received).and_then(|(request, query)| {
+            if !poll {
+                return Ok(Action::Subscribe(request));
+            }
+            let timeout = poll::timeout(query.timeout.as_deref())
+                .map_err(|m| V2Error::Refused(refusal(400, "invalid_query", m)))?;
+            Ok(Action::Poll(PollRequest { request, timeout }))
+        });
+        match decided {
+            Ok(action) => {
+                let (Action::Subscribe(request) | Action::Poll(PollRequest { request, .. })) = &action else {
+                    return action;
+                };
                 if self.stopping.load(Ordering::SeqCst) {
                     self.metrics.connection_rejected("shutting_down");
                     return Action::Reply(response::json_error(
@@ -79,9 +96,10 @@ impl PublicApi {
                     issuer = &*request.issuer,
                     topics = request.topics.len(),
                     http.response.status_code = 200,
+                    poll,
                     "subscription opened"
                 );
-                Action::Subscribe(request)
+                action
             }
             Err(V2Error::Auth(e)) => {
                 self.metrics.jwt_error(Interface::Public);
@@ -126,7 +144,7 @@ impl PublicApi {
         self.verifier.verify(token, now_s as i64).map_err(V2Error::Auth)
     }
 
-    fn v2_subscription(&self, head: &Request, now_s: u64, received: Instant) -> Result<SubscribeRequest, V2Error> {
+    fn v2_request(&self, head: &Request, now_s: u64, received: Instant) -> Result<(SubscribeRequest, Query), V2Error> {
         let query = Query::parse(&head.query).map_err(|e| V2Error::Refused(refusal(400, e.code, e.message)))?;
         let principal = self.v2_principal(head, &query, now_s)?;
         let grants = principal
@@ -175,10 +193,10 @@ impl PublicApi {
             .iter()
             .map(|name| Topic::namespaced(&principal.issuer, name))
             .collect();
-        // The header wins over the query parameter, as EventSource sends the header on reconnect.
+        // The header wins over the query parameters, as EventSource sends the header on reconnect.
         let cursor = match &head.last_event_id {
             Some(value) => Some(String::from_utf8(value.clone()).map_err(|_| bad_cursor(CursorError::Malformed))?),
-            None => query.last_event_id.clone(),
+            None => query.last_event_id.clone().or_else(|| query.cursor.clone()),
         };
         let positions = match cursor.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -195,7 +213,7 @@ impl PublicApi {
                 (topic.clone(), resume)
             })
             .collect();
-        Ok(SubscribeRequest {
+        let request = SubscribeRequest {
             received,
             topics: resumes,
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
@@ -205,7 +223,28 @@ impl PublicApi {
                 origin: self.credentialed_origin(head).map(str::to_owned),
             },
             issuer: principal.issuer,
-        })
+        };
+        Ok((request, query))
+    }
+
+    /// On a cluster node, gives a v2 request without a cursor the topics' heads, read from Redis,
+    /// and subscribes from there: its first cursor is then where it really started, and nothing
+    /// published between the read and the subscription is missed. Nothing to do on a single node
+    /// (the heads are read with the subscription) or for v1.
+    pub(super) async fn resolve_heads(&self, request: &mut SubscribeRequest) -> Result<(), BackplaneError> {
+        let StreamKind::Herald { topics, positions, .. } = &mut request.kind else {
+            return Ok(());
+        };
+        if positions.is_some() {
+            return Ok(());
+        }
+        if let Some(heads) = self.node.heads(topics).await? {
+            for ((_, resume), head) in request.topics.iter_mut().zip(&heads) {
+                *resume = ResumeFrom::After(i128::from(*head));
+            }
+            *positions = Some(heads);
+        }
+        Ok(())
     }
 
     /// The request's `Origin` when it is one of `PUBLIC_API_ALLOWED_ORIGINS`: the v2 answers

@@ -16,6 +16,10 @@ pub struct Query {
     pub access_token: Option<String>,
     /// `last_event_id`: the cursor, for clients that cannot send `Last-Event-ID`.
     pub last_event_id: Option<String>,
+    /// `cursor`: the cursor, as a long-poll passes it.
+    pub cursor: Option<String>,
+    /// `timeout`: how long a long-poll may be held, seconds (unparsed).
+    pub timeout: Option<String>,
 }
 
 /// Why a query was refused: a stable code and what to fix.
@@ -44,6 +48,8 @@ impl Query {
                 }
                 "access_token" => once(&mut query.access_token, "access_token", value.into_owned())?,
                 "last_event_id" => once(&mut query.last_event_id, "last_event_id", value.into_owned())?,
+                "cursor" => once(&mut query.cursor, "cursor", value.into_owned())?,
+                "timeout" => once(&mut query.timeout, "timeout", value.into_owned())?,
                 _ => {}
             }
         }
