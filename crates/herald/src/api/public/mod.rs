@@ -305,7 +305,13 @@ impl PublicApi {
             buf.drain(..head.len);
             let received = Instant::now();
             match self.route(&head.request, peer) {
-                Action::Subscribe(subscribe) => {
+                Action::Subscribe(mut subscribe) => {
+                    // Here, in the boxed request phase, rather than in the stream's own task.
+                    if let Err(e) = self.resolve_heads(&mut subscribe).await {
+                        tracing::warn!(error = %e, "subscription refused: Redis unavailable");
+                        self.refuse_stream(socket).await;
+                        return None;
+                    }
                     let framing = if head.http10 { Framing::Raw } else { Framing::Chunked };
                     return Some((subscribe, framing));
                 }
@@ -542,20 +548,21 @@ impl PublicApi {
         response::preflight_ok(request_headers, origin, self.settings.preflight_max_age_s)
     }
 
+    /// Answers a v2 stream that needed Redis while it was unavailable.
+    async fn refuse_stream<S: HeldConnection>(&self, socket: &mut S) {
+        let reply = backplane_unavailable();
+        self.metrics.http_request(Interface::Public, reply.status);
+        reply_and_linger(socket, reply).await;
+    }
+
     /// Holds an HTTP/1.x subscription until it ends.
     async fn stream<S: HeldConnection>(
         self: &Arc<Self>,
         mut socket: S,
-        mut request: SubscribeRequest,
+        request: SubscribeRequest,
         framing: Framing,
     ) {
-        if let Err(e) = self.resolve_heads(&mut request).await {
-            tracing::warn!(error = %e, "subscription refused: Redis unavailable");
-            let reply = backplane_unavailable();
-            self.metrics.http_request(Interface::Public, reply.status);
-            let _ = socket.write_all(&reply.http1()).await;
-            return;
-        }
+        // Boxed: it runs once, and inline its state would enlarge every idle stream's task.
         let Opening {
             mut subscription,
             replay,

@@ -34,13 +34,19 @@ pub(super) struct SubscribeRequest {
 pub(super) enum StreamKind {
     /// v1: Neurow's events and head.
     Neurow,
-    /// v2: Herald's events, whose cursor starts at `positions` (resumed) or at each topic's head.
-    Herald {
-        topics: Box<[Topic]>,
-        positions: Option<Vec<u64>>,
-        /// The allowed origin to answer with credentials, if the request came from one.
-        origin: Option<String>,
-    },
+    /// v2: Herald's events. Boxed: the request is part of every connection task's state.
+    Herald(Box<HeraldRequest>),
+}
+
+/// What a v2 stream or poll needs besides its topics' resume points.
+#[derive(Debug)]
+pub(super) struct HeraldRequest {
+    /// The topics, in the connection's (canonical) order.
+    pub(super) topics: Box<[Topic]>,
+    /// Where the cursor starts: the resumed positions, or (`None`) each topic's head.
+    pub(super) positions: Option<Vec<u64>>,
+    /// The allowed origin to answer with credentials, if the request came from one.
+    pub(super) origin: Option<String>,
 }
 
 /// What a stream is made of once its connection is open.
@@ -77,11 +83,12 @@ impl Subscription {
         } = Connection::open(&api.node, request.topics, request.expires_ms);
         let (format, origin) = match request.kind {
             StreamKind::Neurow => (EventFormat::Neurow, None),
-            StreamKind::Herald {
-                topics,
-                positions,
-                origin,
-            } => {
+            StreamKind::Herald(herald) => {
+                let HeraldRequest {
+                    topics,
+                    positions,
+                    origin,
+                } = *herald;
                 let positions = positions.unwrap_or_else(|| heads.iter().map(|h| h.0).collect());
                 let events = HeraldEvents::new(topics, &request.issuer, positions.into_boxed_slice());
                 (EventFormat::Herald(Box::new(events)), origin)

@@ -18,7 +18,7 @@ use tracing::Level;
 
 use super::request::Request;
 use super::response;
-use super::subscription::{StreamKind, SubscribeRequest};
+use super::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
 use super::{Action, PublicApi};
 use crate::auth::{AuthError, Principal, bearer_token};
 use crate::backplane::BackplaneError;
@@ -217,11 +217,11 @@ impl PublicApi {
             received,
             topics: resumes,
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
-            kind: StreamKind::Herald {
+            kind: StreamKind::Herald(Box::new(HeraldRequest {
                 topics: topics.into_boxed_slice(),
                 positions,
                 origin: self.credentialed_origin(head).map(str::to_owned),
-            },
+            })),
             issuer: principal.issuer,
         };
         Ok((request, query))
@@ -232,17 +232,17 @@ impl PublicApi {
     /// published between the read and the subscription is missed. Nothing to do on a single node
     /// (the heads are read with the subscription) or for v1.
     pub(super) async fn resolve_heads(&self, request: &mut SubscribeRequest) -> Result<(), BackplaneError> {
-        let StreamKind::Herald { topics, positions, .. } = &mut request.kind else {
+        let StreamKind::Herald(herald) = &mut request.kind else {
             return Ok(());
         };
-        if positions.is_some() {
+        if herald.positions.is_some() {
             return Ok(());
         }
-        if let Some(heads) = self.node.heads(topics).await? {
+        if let Some(heads) = self.node.heads(&herald.topics).await? {
             for ((_, resume), head) in request.topics.iter_mut().zip(&heads) {
                 *resume = ResumeFrom::After(i128::from(*head));
             }
-            *positions = Some(heads);
+            herald.positions = Some(heads);
         }
         Ok(())
     }

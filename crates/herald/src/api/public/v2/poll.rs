@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use super::super::PublicApi;
 use super::super::response::{self, Reply};
-use super::super::subscription::{StreamKind, SubscribeRequest};
+use super::super::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
 use crate::hub::outbox::{Delivery, Taken};
 use crate::model::{Message, cursor};
 use crate::node::{Connection, Opened};
@@ -65,11 +65,11 @@ impl PublicApi {
     /// Answers a long-poll: the retained messages after its cursor, or the first that arrive
     /// within its timeout, or none; with the cursor to poll from next.
     pub(in super::super) async fn hold_poll(&self, mut poll: PollRequest) -> Reply {
-        let StreamKind::Herald { positions, origin, .. } = &poll.request.kind else {
+        let StreamKind::Herald(herald) = &poll.request.kind else {
             unreachable!("only v2 routes make polls");
         };
-        let origin = origin.clone();
-        let resumed = positions.is_some();
+        let origin = herald.origin.clone();
+        let resumed = herald.positions.is_some();
         if let Err(e) = self.resolve_heads(&mut poll.request).await {
             tracing::warn!(error = %e, "poll refused: Redis unavailable");
             return response::json_error(
@@ -80,9 +80,10 @@ impl PublicApi {
             );
         }
         let request = poll.request;
-        let StreamKind::Herald { topics, positions, .. } = request.kind else {
+        let StreamKind::Herald(herald) = request.kind else {
             unreachable!("checked above");
         };
+        let HeraldRequest { topics, positions, .. } = *herald;
         let topic_names: Vec<_> = topics.iter().map(|t| t.as_str().to_owned()).collect();
         let hash = cursor::topic_set_hash(&topics);
         let Opened {
