@@ -562,7 +562,6 @@ impl PublicApi {
         request: SubscribeRequest,
         framing: Framing,
     ) {
-        // Boxed: it runs once, and inline its state would enlarge every idle stream's task.
         let Opening {
             mut subscription,
             replay,
