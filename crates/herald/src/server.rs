@@ -172,6 +172,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         liveness: liveness.clone(),
         backplane,
         outbox_capacity: config.outbox_capacity,
+        tickets: Default::default(),
     });
     let public = Arc::new(PublicApi::new(
         PublicSettings {
@@ -189,6 +190,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
             v2: V2Settings {
                 subscribe_path: format!("{}/v2/subscribe", config.public_api.context_path),
                 poll_path: format!("{}/v2/poll", config.public_api.context_path),
+                tickets_path: format!("{}/v2/tickets", config.public_api.context_path),
+                ticket_lifetime: config.public_api.ticket_lifetime,
                 max_topics: config.public_api.max_topics_per_connection,
                 privileged_roles: config.public_api.privileged_roles.clone(),
                 token_cookie: config.public_api.token_cookie.clone(),

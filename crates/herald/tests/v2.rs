@@ -613,3 +613,122 @@ fn a_poll_is_answered_by_any_node() {
     );
     assert_eq!(polled(&last), pairs(&[]));
 }
+
+/// `POST /v2/tickets` with these header lines.
+fn mint(herald: &Herald, headers: &str) -> common::Response {
+    request(
+        herald.public,
+        &format!("POST /v2/tickets HTTP/1.1\r\nhost: x\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"),
+    )
+}
+
+fn ticket(herald: &Herald, token: &str) -> String {
+    let r = mint(herald, &bearer(token));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["expires_in"], 60);
+    answer["ticket"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_ticket_stands_for_its_token_once() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a"]}));
+    let ticket = ticket(&herald, &t);
+    let mut sse = subscribe(&herald, &format!("topic=a&ticket={ticket}"), "");
+    assert_eq!(sse.response.status, 200, "{}", sse.response.head);
+    opening_cursor(&mut sse);
+    publish(&herald, "a", "via ticket");
+    assert_eq!(parse(&sse.next_message()).payload, "via ticket");
+    // Single use: the same URL again is refused, so a page mints a new ticket to reconnect.
+    let again = request(
+        herald.public,
+        &format!("GET /v2/subscribe?topic=a&ticket={ticket} HTTP/1.1\r\nhost: x\r\n\r\n"),
+    );
+    assert_eq!(
+        (again.status, again.json()["errors"][0]["error_code"].as_str()),
+        (401, Some("invalid_ticket"))
+    );
+    // It carries the token's grants, no more.
+    let other = ticket_for_topic(&herald, &t, "b");
+    assert_eq!(
+        (other.status, other.json()["errors"][0]["error_code"].as_str()),
+        (403, Some("topic_not_allowed"))
+    );
+    for bad in ["nope", "tk1.AAAAAAAAAAAAAAAAAAAAAA"] {
+        let r = request(
+            herald.public,
+            &format!("GET /v2/poll?topic=a&ticket={bad} HTTP/1.1\r\nhost: x\r\n\r\n"),
+        );
+        assert_eq!(
+            (r.status, r.json()["errors"][0]["error_code"].as_str()),
+            (401, Some("invalid_ticket")),
+            "{bad}"
+        );
+    }
+    assert!(
+        !herald.logs().iter().any(|l| l.contains(&ticket)),
+        "a ticket reached the logs"
+    );
+}
+
+fn ticket_for_topic(herald: &Herald, token: &str, topic: &str) -> common::Response {
+    let ticket = ticket(herald, token);
+    request(
+        herald.public,
+        &format!("GET /v2/subscribe?topic={topic}&ticket={ticket} HTTP/1.1\r\nhost: x\r\n\r\n"),
+    )
+}
+
+#[test]
+fn only_a_header_token_mints_a_ticket() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a"]}));
+    let by_cookie = mint(&herald, &format!("cookie: herald_token={t}\r\n"));
+    assert_eq!(
+        by_cookie.status,
+        401,
+        "a cookie must not mint tickets: {}",
+        by_cookie.text()
+    );
+    let r = request(
+        herald.public,
+        &format!(
+            "POST /v2/tickets?access_token={t} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 401);
+    // A page of an allowed origin may mint one with fetch: its preflight allows POST and credentials.
+    let preflight = request(
+        herald.public,
+        "OPTIONS /v2/tickets HTTP/1.1\r\nhost: x\r\norigin: http://localhost:3000\r\naccess-control-request-method: POST\r\naccess-control-request-headers: authorization\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-methods").as_deref(),
+        Some("GET, POST")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+}
+
+#[test]
+fn a_ticket_minted_on_one_node_is_redeemed_on_another_once() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[]);
+    let t = token(json!({"topics": ["a"]}));
+    let ticket = ticket(&nodes[0], &t);
+    let first = request(
+        nodes[1].public,
+        &format!("GET /v2/poll?topic=a&ticket={ticket}&timeout=0 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+    );
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(first.json()["cursor"].is_string());
+    let second = request(
+        nodes[0].public,
+        &format!("GET /v2/poll?topic=a&ticket={ticket} HTTP/1.1\r\nhost: x\r\n\r\n"),
+    );
+    assert_eq!(second.status, 401, "{}", second.text());
+}

@@ -7,6 +7,7 @@
 mod cache;
 pub mod grants;
 pub mod keys;
+pub mod ticket;
 pub mod token;
 mod verify;
 

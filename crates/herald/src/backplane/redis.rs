@@ -206,6 +206,31 @@ impl RedisBackplane {
         Ok(last.unwrap_or(0))
     }
 
+    /// Keeps a ticket's claims for `ttl_ms`, for any node to redeem once.
+    pub async fn store_ticket(&self, ticket: &str, claims: &str, ttl_ms: u64) -> Result<(), BackplaneError> {
+        let mut conn = self.servers.for_topic(ticket).await?;
+        let stored: Option<String> = bounded(
+            ::redis::cmd("SET")
+                .arg(ticket_key(ticket))
+                .arg(claims)
+                .arg("PX")
+                .arg(ttl_ms.max(1))
+                .arg("NX")
+                .query_async(&mut conn),
+        )
+        .await?;
+        match stored {
+            Some(_) => Ok(()),
+            None => Err(BackplaneError::Unexpected("a new ticket's key already existed")),
+        }
+    }
+
+    /// Takes a ticket's claims out (so a second redemption finds nothing).
+    pub async fn take_ticket(&self, ticket: &str) -> Result<Option<String>, BackplaneError> {
+        let mut conn = self.servers.for_topic(ticket).await?;
+        bounded(::redis::cmd("GETDEL").arg(ticket_key(ticket)).query_async(&mut conn)).await
+    }
+
     /// What the backplane did, for `/metrics`.
     pub fn stats(&self) -> &BackplaneStats {
         &self.stats
@@ -394,6 +419,11 @@ pub async fn run_heartbeat(backplane: Arc<RedisBackplane>, mut stop: watch::Rece
     if let Err(e) = backplane.leave().await {
         tracing::warn!(error = %e, "could not leave the cluster's node list; it expires by itself");
     }
+}
+
+/// Where a ticket's claims are kept; the braces keep a Redis Cluster key on the ticket's own slot.
+fn ticket_key(ticket: &str) -> String {
+    format!("herald:ticket:{{{ticket}}}")
 }
 
 #[cfg(test)]

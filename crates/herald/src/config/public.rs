@@ -40,6 +40,8 @@ pub struct PublicApiConfig {
     pub privileged_roles: Vec<String>,
     /// The cookie a browser's token may come in (v2).
     pub token_cookie: String,
+    /// How long a v2 ticket may wait for its one use.
+    pub ticket_lifetime: Duration,
 }
 
 /// Most topics a connection may hold at most: beyond, its cursor outgrows what URLs and headers
@@ -115,6 +117,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> (PublicApiConfig, SseConfig) {
                 .map(str::to_owned)
                 .collect())
         }),
+        ticket_lifetime: Duration::from_secs(r.integer("PUBLIC_API_TICKET_LIFETIME", 60, 1, 3600)),
         token_cookie: r.parse("PUBLIC_API_TOKEN_COOKIE", "herald_token".to_owned(), |s| {
             // RFC 6265: a cookie name is an HTTP token.
             let is_token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
@@ -202,6 +205,7 @@ mod tests {
         assert_eq!(c.public_api.max_topics_per_connection, 64);
         assert!(c.public_api.privileged_roles.is_empty());
         assert_eq!(c.public_api.token_cookie, "herald_token");
+        assert_eq!(c.public_api.ticket_lifetime, std::time::Duration::from_secs(60));
         let c = parse(&[
             ("PUBLIC_API_PRIVILEGED_ROLES", " admin, support ,"),
             ("PUBLIC_API_TOKEN_COOKIE", "push"),

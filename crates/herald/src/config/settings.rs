@@ -74,6 +74,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "Comma-separated roles: a token whose roles claim holds one of them may read any topic of its issuer (v2).",
     },
     Setting {
+        name: "PUBLIC_API_TICKET_LIFETIME",
+        default: "60",
+        help: "Seconds a ticket from POST /v2/tickets stays redeemable (1 to 3600; never past its token's expiry). Tickets are single-use.",
+    },
+    Setting {
         name: "PUBLIC_API_TOKEN_COOKIE",
         default: "herald_token",
         help: "Name of the cookie a browser's token may come in, for v2 routes (after Authorization and access_token).",

@@ -1,10 +1,12 @@
-//! The node's core as every face uses it: publish, read a topic's history, and open a
-//! connection — one call each, whether the node works alone or in a cluster over Redis. Faces
+//! The node's core as every face uses it: publish, read a topic's history, open a connection,
+//! issue and redeem tickets — one call each, whether the node works alone or in a cluster over Redis. Faces
 //! never branch on the backplane; this module does, once.
 
 mod connection;
+mod tickets;
 
 pub use connection::{Connection, Opened};
+pub use tickets::LocalTickets;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,6 +26,8 @@ pub struct Node {
     pub backplane: Backplane,
     /// Deliveries a connection may have queued before it is ended as too slow.
     pub outbox_capacity: usize,
+    /// Tickets waiting to be redeemed, when the node works alone (a cluster keeps them in Redis).
+    pub tickets: LocalTickets,
 }
 
 impl Node {

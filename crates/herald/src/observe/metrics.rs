@@ -54,7 +54,7 @@ pub const CONNECTION_REJECTION_REASONS: [&str; 4] = [
 
 /// Why the public API refused a request it could read (`herald_requests_refused_total{code}`): the
 /// stable codes of the v2 face's 4xx answers.
-pub const REQUEST_REFUSAL_CODES: [&str; 8] = [
+pub const REQUEST_REFUSAL_CODES: [&str; 9] = [
     "invalid_query",
     "invalid_topic",
     "too_many_topics",
@@ -63,6 +63,7 @@ pub const REQUEST_REFUSAL_CODES: [&str; 8] = [
     "invalid_cursor",
     "invalid_grants",
     "missing_token",
+    "invalid_ticket",
 ];
 
 /// Why a publish was refused by a limit (`herald_publish_rejected_total{reason}`): a body over

@@ -255,7 +255,12 @@ impl PublicApi {
                 return self.reply_h2(reply, active, received);
             }
         };
-        match self.route(&request, peer) {
+        let action = match self.route(&request, peer) {
+            Action::V2(route) => self.route_v2(&request, peer, route).await,
+            action => action,
+        };
+        match action {
+            Action::V2(_) => unreachable!("decided above"),
             Action::Reply(reply) => self.reply_h2(reply, active, received),
             Action::Poll(poll) => {
                 let reply = self.hold_poll(poll).await;

@@ -52,7 +52,7 @@ use admission::{Admission, SubscriptionRate};
 use request::{Body, HeadError, HeadLimits, Method, Request, RequestHead, parse_head, parse_last_event_id};
 use response::Reply;
 use subscription::{Opening, StreamKind, SubscribeRequest, Subscription};
-use v2::V2Settings;
+use v2::{V2Route, V2Settings};
 
 pub use h2::MAX_STREAMS_PER_CONNECTION;
 
@@ -137,6 +137,8 @@ enum Action {
     Subscribe(SubscribeRequest),
     /// A v2 long-poll: answered once it has messages or its timeout passed.
     Poll(v2::PollRequest),
+    /// A v2 route, decided asynchronously ([`PublicApi::route_v2`]).
+    V2(V2Route),
 }
 
 impl PublicApi {
@@ -304,7 +306,11 @@ impl PublicApi {
             };
             buf.drain(..head.len);
             let received = Instant::now();
-            match self.route(&head.request, peer) {
+            let action = match self.route(&head.request, peer) {
+                Action::V2(route) => self.route_v2(&head.request, peer, route).await,
+                action => action,
+            };
+            match action {
                 Action::Subscribe(mut subscribe) => {
                     // Here, in the boxed request phase, rather than in the stream's own task.
                     if let Err(e) = self.resolve_heads(&mut subscribe).await {
@@ -315,11 +321,11 @@ impl PublicApi {
                     let framing = if head.http10 { Framing::Raw } else { Framing::Chunked };
                     return Some((subscribe, framing));
                 }
-                action @ (Action::Reply(_) | Action::Poll(_)) => {
+                action @ (Action::Reply(_) | Action::Poll(_) | Action::V2(_)) => {
                     let reply = match action {
                         Action::Poll(poll) => Box::pin(self.hold_poll(poll)).await,
                         Action::Reply(reply) => reply,
-                        Action::Subscribe(_) => unreachable!("matched above"),
+                        Action::Subscribe(_) | Action::V2(_) => unreachable!("matched above"),
                     };
                     self.metrics.http_request(Interface::Public, reply.status);
                     let written = socket.write_all(&reply.http1()).await;
@@ -382,13 +388,17 @@ impl PublicApi {
         let received = Instant::now();
         let log = || RequestLog::raw(&head.path, &head.log, peer);
         if head.method == Method::Options {
-            return Action::Reply(self.preflight(head, log));
+            let v2 = [&self.v2.subscribe_path, &self.v2.poll_path, &self.v2.tickets_path].contains(&&head.path);
+            return Action::Reply(self.preflight(head, log, v2));
         }
         if head.path == self.v2.subscribe_path && matches!(head.method, Method::Get | Method::Post) {
-            return self.route_v2(head, peer, false);
+            return Action::V2(V2Route::Subscribe);
         }
         if head.path == self.v2.poll_path && head.method == Method::Get {
-            return self.route_v2(head, peer, true);
+            return Action::V2(V2Route::Poll);
+        }
+        if head.path == self.v2.tickets_path && head.method == Method::Post {
+            return Action::V2(V2Route::Tickets);
         }
         let origin = head.single_origin();
         let now_s = self.now_s();
@@ -525,7 +535,9 @@ impl PublicApi {
         response::sse_error(e.status(), code, message, origin, now_s)
     }
 
-    fn preflight<'a>(&self, head: &'a Request, log: impl Fn() -> RequestLog<'a>) -> Reply {
+    /// A CORS preflight: Neurow's for every path; for a v2 route it also allows `POST` (tickets)
+    /// and credentials (cookies).
+    fn preflight<'a>(&self, head: &'a Request, log: impl Fn() -> RequestLog<'a>, v2: bool) -> Reply {
         let (Some(origin), [request_headers]) = (head.single_origin(), head.access_control_request_headers.as_slice())
         else {
             request_event!(
@@ -545,7 +557,8 @@ impl PublicApi {
             );
             return response::text(400, "Origin is not allowed", false);
         }
-        response::preflight_ok(request_headers, origin, self.settings.preflight_max_age_s)
+        let reply = response::preflight_ok(request_headers, origin, self.settings.preflight_max_age_s);
+        if v2 { response::preflight_v2(reply) } else { reply }
     }
 
     /// Answers a v2 stream that needed Redis while it was unavailable.
@@ -556,12 +569,7 @@ impl PublicApi {
     }
 
     /// Holds an HTTP/1.x subscription until it ends.
-    async fn stream<S: HeldConnection>(
-        self: &Arc<Self>,
-        mut socket: S,
-        request: SubscribeRequest,
-        framing: Framing,
-    ) {
+    async fn stream<S: HeldConnection>(self: &Arc<Self>, mut socket: S, request: SubscribeRequest, framing: Framing) {
         let Opening {
             mut subscription,
             replay,
@@ -748,6 +756,7 @@ mod size_tests {
             liveness: Arc::new(crate::hub::liveness::Liveness::default()),
             backplane: crate::backplane::Backplane::Local,
             outbox_capacity: 16,
+            tickets: Default::default(),
         });
         let api = Arc::new(PublicApi::new(
             PublicSettings {
@@ -765,6 +774,8 @@ mod size_tests {
                 v2: V2Settings {
                     subscribe_path: "/v2/subscribe".into(),
                     poll_path: "/v2/poll".into(),
+                    tickets_path: "/v2/tickets".into(),
+                    ticket_lifetime: Duration::from_secs(60),
                     max_topics: 64,
                     privileged_roles: Vec::new(),
                     token_cookie: "herald_token".into(),

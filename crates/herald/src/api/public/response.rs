@@ -227,6 +227,19 @@ pub fn preflight_ok(request_headers: &str, origin: &str, max_age_s: u64) -> Repl
     )
 }
 
+/// A preflight for a v2 route: `GET` and `POST`, with credentials.
+pub fn preflight_v2(mut reply: Reply) -> Reply {
+    for (name, value) in reply.headers.iter_mut() {
+        if *name == "access-control-allow-methods" {
+            *value = "GET, POST".to_owned();
+        }
+    }
+    reply
+        .headers
+        .push(("access-control-allow-credentials", "true".to_owned()));
+    reply
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,9 +17,10 @@ use std::time::Instant;
 use tracing::Level;
 
 use super::request::Request;
-use super::response;
+use super::response::{self, Reply};
 use super::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
 use super::{Action, PublicApi};
+use crate::auth::ticket::{TicketClaims, looks_like_ticket};
 use crate::auth::{AuthError, Principal, bearer_token};
 use crate::backplane::BackplaneError;
 use crate::model::cursor::{self, CursorError};
@@ -41,6 +42,10 @@ pub struct V2Settings {
     pub privileged_roles: Vec<String>,
     /// `PUBLIC_API_TOKEN_COOKIE`: the cookie a browser's token may come in.
     pub token_cookie: String,
+    /// `PUBLIC_API_TICKET_LIFETIME`: how long a ticket may wait for its one use.
+    pub ticket_lifetime: std::time::Duration,
+    /// `{PUBLIC_API_CONTEXT_PATH}/v2/tickets`.
+    pub tickets_path: String,
 }
 
 /// A refusal: status, stable code, message; counted and logged by [`PublicApi::refuse`].
@@ -58,21 +63,40 @@ fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Refus
     }
 }
 
+/// The v2 routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum V2Route {
+    /// `/v2/subscribe`: an SSE stream.
+    Subscribe,
+    /// `/v2/poll`: a long-poll.
+    Poll,
+    /// `POST /v2/tickets`: trade a bearer token for a ticket.
+    Tickets,
+}
+
 impl PublicApi {
-    /// Decides a v2 request: a subscription (`poll` false) or a long-poll.
-    pub(super) fn route_v2(&self, head: &Request, peer: Option<IpAddr>, poll: bool) -> Action {
+    /// Decides a v2 request. Async because a ticket is redeemed (and issued) through the
+    /// backplane on a cluster node.
+    pub(super) async fn route_v2(&self, head: &Request, peer: Option<IpAddr>, route: V2Route) -> Action {
         let received = Instant::now();
         let log = || RequestLog::raw(&head.path, &head.log, peer);
         let origin = self.credentialed_origin(head);
         let now_s = self.now_s();
-        let decided = self.v2_request(head, now_s, received).and_then(|(request, query)| {
-            if !poll {
-                return Ok(Action::Subscribe(request));
+        let decided = match route {
+            V2Route::Tickets => self.issue_ticket(head, now_s).await.map(Action::Reply),
+            V2Route::Subscribe | V2Route::Poll => {
+                self.v2_request(head, now_s, received)
+                    .await
+                    .and_then(|(request, query)| {
+                        if route == V2Route::Subscribe {
+                            return Ok(Action::Subscribe(request));
+                        }
+                        let timeout = poll::timeout(query.timeout.as_deref())
+                            .map_err(|m| V2Error::Refused(refusal(400, "invalid_query", m)))?;
+                        Ok(Action::Poll(PollRequest { request, timeout }))
+                    })
             }
-            let timeout = poll::timeout(query.timeout.as_deref())
-                .map_err(|m| V2Error::Refused(refusal(400, "invalid_query", m)))?;
-            Ok(Action::Poll(PollRequest { request, timeout }))
-        });
+        };
         match decided {
             Ok(action) => {
                 let (Action::Subscribe(request) | Action::Poll(PollRequest { request, .. })) = &action else {
@@ -96,7 +120,7 @@ impl PublicApi {
                     issuer = &*request.issuer,
                     topics = request.topics.len(),
                     http.response.status_code = 200,
-                    poll,
+                    poll = route == V2Route::Poll,
                     "subscription opened"
                 );
                 action
@@ -107,6 +131,15 @@ impl PublicApi {
                 let (code, message) = e.client_view(self.settings.verbose_errors);
                 Action::Reply(response::json_error(e.status(), code, message, origin))
             }
+            Err(V2Error::Unavailable(e)) => {
+                tracing::warn!(error = %e, "v2 request refused: Redis unavailable");
+                Action::Reply(response::json_error(
+                    503,
+                    "backplane_unavailable",
+                    "The cluster's Redis is unavailable; retry later",
+                    origin,
+                ))
+            }
             Err(V2Error::Refused(r)) => {
                 self.metrics.request_refused(r.code);
                 request_event!(
@@ -114,7 +147,7 @@ impl PublicApi {
                     log(),
                     error.code = r.code,
                     http.response.status_code = r.status,
-                    "subscription refused: {}",
+                    "v2 request refused: {}",
                     r.message
                 );
                 Action::Reply(response::json_error(r.status, r.code, &r.message, origin))
@@ -122,13 +155,35 @@ impl PublicApi {
         }
     }
 
-    /// The token of a v2 request, from the first place that has one: the `Authorization` header,
-    /// the `access_token` query parameter, then the token cookie.
-    fn v2_principal(&self, head: &Request, query: &Query, now_s: u64) -> Result<Principal, V2Error> {
+    /// `POST /v2/tickets`: the bearer token of the header (never a cookie or the query, so a page
+    /// of another site cannot have a browser mint one) for a single-use ticket.
+    async fn issue_ticket(&self, head: &Request, now_s: u64) -> Result<Reply, V2Error> {
+        let token = bearer_token(head.authorization.iter().map(Vec::as_slice)).map_err(V2Error::Auth)?;
+        let principal = self.verifier.verify(token, now_s as i64).map_err(V2Error::Auth)?;
+        let grants = principal
+            .grants
+            .as_ref()
+            .map_err(|e| V2Error::Refused(refusal(401, "invalid_grants", e.to_string())))?;
+        let claims = TicketClaims::of(&principal, grants);
+        let lifetime_ms = self.v2.ticket_lifetime.as_millis() as u64;
+        let (ticket, expires_in) = self
+            .node
+            .issue_ticket(claims, lifetime_ms)
+            .await
+            .map_err(V2Error::Unavailable)?;
+        let body = serde_json::json!({"ticket": ticket, "expires_in": expires_in}).to_string();
+        Ok(response::json_ok(body.into(), self.credentialed_origin(head)))
+    }
+
+    /// Who a v2 request speaks for, from the first place that says: the `Authorization` header,
+    /// the `access_token` query parameter, a `ticket` (redeemed, so used up), then the token cookie.
+    async fn v2_principal(&self, head: &Request, query: &Query, now_s: u64) -> Result<Principal, V2Error> {
         let token = if !head.authorization.is_empty() {
             bearer_token(head.authorization.iter().map(Vec::as_slice)).map_err(V2Error::Auth)?
         } else if let Some(token) = &query.access_token {
             token.as_str()
+        } else if let Some(ticket) = &query.ticket {
+            return self.redeem(ticket).await;
         } else if let Some(token) = cookie(&head.cookie, &self.v2.token_cookie) {
             token
         } else {
@@ -144,9 +199,45 @@ impl PublicApi {
         self.verifier.verify(token, now_s as i64).map_err(V2Error::Auth)
     }
 
-    fn v2_request(&self, head: &Request, now_s: u64, received: Instant) -> Result<(SubscribeRequest, Query), V2Error> {
+    /// The principal a ticket stands for, once: a second use, an unknown or an expired ticket is
+    /// `401 invalid_ticket`, as is one whose issuer is no longer configured.
+    async fn redeem(&self, ticket: &str) -> Result<Principal, V2Error> {
+        let invalid = || {
+            V2Error::Refused(refusal(
+                401,
+                "invalid_ticket",
+                "the ticket is unknown, used or expired: tickets are single-use; get a new one from POST /v2/tickets",
+            ))
+        };
+        if !looks_like_ticket(ticket) {
+            return Err(invalid());
+        }
+        let claims = self
+            .node
+            .redeem_ticket(ticket)
+            .await
+            .map_err(V2Error::Unavailable)?
+            .ok_or_else(invalid)?;
+        let issuer = self
+            .verifier
+            .config()
+            .issuer(claims.issuer())
+            .map(|i| i.name.clone())
+            .ok_or_else(invalid)?;
+        if claims.expires_at_s() <= self.now_s() as i64 {
+            return Err(invalid());
+        }
+        Ok(claims.principal(issuer))
+    }
+
+    async fn v2_request(
+        &self,
+        head: &Request,
+        now_s: u64,
+        received: Instant,
+    ) -> Result<(SubscribeRequest, Query), V2Error> {
         let query = Query::parse(&head.query).map_err(|e| V2Error::Refused(refusal(400, e.code, e.message)))?;
-        let principal = self.v2_principal(head, &query, now_s)?;
+        let principal = self.v2_principal(head, &query, now_s).await?;
         let grants = principal
             .grants
             .as_ref()
@@ -258,6 +349,8 @@ impl PublicApi {
 enum V2Error {
     Auth(AuthError),
     Refused(Refusal),
+    /// The backplane was needed (a ticket) and could not be reached: 503.
+    Unavailable(BackplaneError),
 }
 
 fn bad_cursor(e: CursorError) -> V2Error {

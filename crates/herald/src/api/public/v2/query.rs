@@ -20,6 +20,8 @@ pub struct Query {
     pub cursor: Option<String>,
     /// `timeout`: how long a long-poll may be held, seconds (unparsed).
     pub timeout: Option<String>,
+    /// `ticket`: a single-use ticket from `POST /v2/tickets`.
+    pub ticket: Option<String>,
 }
 
 /// Why a query was refused: a stable code and what to fix.
@@ -50,6 +52,7 @@ impl Query {
                 "last_event_id" => once(&mut query.last_event_id, "last_event_id", value.into_owned())?,
                 "cursor" => once(&mut query.cursor, "cursor", value.into_owned())?,
                 "timeout" => once(&mut query.timeout, "timeout", value.into_owned())?,
+                "ticket" => once(&mut query.ticket, "ticket", value.into_owned())?,
                 _ => {}
             }
         }
