@@ -33,9 +33,16 @@ struct TokenArgs {
     /// The issuer (`iss`); signed with its first secret from JWT_CONFIG (or the development keys).
     #[arg(long)]
     issuer: String,
-    /// The topic (`sub`); required for the public API.
+    /// The topic (`sub`); a public API token needs it, or --grant or --role.
     #[arg(long)]
     topic: Option<String>,
+    /// A topic name or `prefix*` pattern the token may read on v2 routes (the `topics` claim);
+    /// repeat for several.
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// A role (the `roles` claim), e.g. one of PUBLIC_API_PRIVILEGED_ROLES; repeat for several.
+    #[arg(long = "role")]
+    roles: Vec<String>,
     /// Lifetime in seconds; defaults to the API's maximum (PUBLIC_API_JWT_MAX_LIFETIME or
     /// INTERNAL_API_JWT_MAX_LIFETIME).
     #[arg(long)]
@@ -102,8 +109,8 @@ fn token(config: &Config, args: TokenArgs) -> ExitCode {
             "INTERNAL_API_JWT_MAX_LIFETIME",
         ),
     };
-    if matches!(args.api, Api::Public) && args.topic.is_none() {
-        eprintln!("herald: --topic is required for a public API token (it becomes the sub claim)");
+    if matches!(args.api, Api::Public) && args.topic.is_none() && args.grants.is_empty() && args.roles.is_empty() {
+        eprintln!("herald: a public API token needs --topic (its sub claim), --grant or --role");
         return ExitCode::from(2);
     }
     let lifetime = args.expiration.unwrap_or(max_lifetime);
@@ -120,6 +127,8 @@ fn token(config: &Config, args: TokenArgs) -> ExitCode {
         issuer: args.issuer,
         subject: args.topic,
         lifetime_s: lifetime,
+        topics: args.grants,
+        roles: args.roles,
     };
     match request.sign(auth, now_s) {
         Ok(token) => {

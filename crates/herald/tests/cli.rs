@@ -130,3 +130,37 @@ fn token_signs_with_the_first_secret_of_a_configured_issuer() {
     );
     assert_eq!(no_topic.status.code(), Some(2));
 }
+
+#[test]
+fn token_grants_and_roles_become_claims_a_v2_stream_honours() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "token",
+            "--api",
+            "public",
+            "--issuer",
+            "test_issuer1",
+            "--grant",
+            "news",
+            "--grant",
+            "orders.*",
+            "--role",
+            "support",
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap();
+    let payload = token.trim().split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["topics"], serde_json::json!(["news", "orders.*"]));
+    assert_eq!(claims["roles"], serde_json::json!(["support"]));
+    assert!(claims.get("sub").is_none());
+}

@@ -65,6 +65,7 @@ mod tests {
             issuer: "test_issuer1".into(),
             subject: None,
             lifetime_s: 10,
+            ..Default::default()
         }
         .sign(&internal, 100)
         .unwrap();

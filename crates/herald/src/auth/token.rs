@@ -7,7 +7,7 @@ use serde_json::json;
 use super::keys::AuthConfig;
 
 /// What a token should say.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TokenRequest {
     /// The `iss` claim; must be a configured issuer.
     pub issuer: String,
@@ -15,6 +15,10 @@ pub struct TokenRequest {
     pub subject: Option<String>,
     /// `exp - iat`, seconds.
     pub lifetime_s: u64,
+    /// The `topics` claim (v2 grants: names or `prefix*` patterns); omitted when empty.
+    pub topics: Vec<String>,
+    /// The `roles` claim; omitted when empty.
+    pub roles: Vec<String>,
 }
 
 /// Why a token could not be made.
@@ -40,6 +44,12 @@ impl TokenRequest {
         });
         if let Some(sub) = &self.subject {
             claims["sub"] = json!(sub);
+        }
+        if !self.topics.is_empty() {
+            claims["topics"] = json!(self.topics);
+        }
+        if !self.roles.is_empty() {
+            claims["roles"] = json!(self.roles);
         }
         Ok(sign_claims(&claims, issuer.secrets[0].bytes()))
     }

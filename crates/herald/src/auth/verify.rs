@@ -361,6 +361,7 @@ mod tests {
             issuer: "test_issuer1".into(),
             subject: Some("t".into()),
             lifetime_s: 120,
+            ..Default::default()
         }
         .sign(&public, NOW)
         .unwrap();

@@ -32,6 +32,7 @@ pub fn sub_token_lifetime(issuer: &str, topic: &str, lifetime_s: u64) -> String 
         issuer: issuer.into(),
         subject: Some(topic.into()),
         lifetime_s,
+        ..Default::default()
     }
     .sign(&development_auth().0, now_s())
     .unwrap()
@@ -43,6 +44,7 @@ pub fn pub_token(issuer: &str) -> String {
         issuer: issuer.into(),
         subject: None,
         lifetime_s: 600,
+        ..Default::default()
     }
     .sign(&development_auth().1, now_s())
     .unwrap()
