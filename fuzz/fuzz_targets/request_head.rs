@@ -1,7 +1,7 @@
 //! Fuzzes the public API's request-head and Last-Event-ID parsers.
 #![no_main]
 
-use herald::api::public::request::{HeadLimits, parse_head, parse_last_event_id};
+use herald::http::request::{HeadLimits, parse_head, parse_last_event_id};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

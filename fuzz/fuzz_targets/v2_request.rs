@@ -1,7 +1,7 @@
 //! Fuzzes what a v2 request carries besides its head: the query string and the cursor.
 #![no_main]
 
-use herald::api::public::v2::query::Query;
+use herald::api::v2::query::Query;
 use herald::model::Topic;
 use herald::model::cursor::{decode, encode, topic_set_hash};
 use libfuzzer_sys::fuzz_target;

@@ -9,14 +9,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::internal::{self, InternalState};
-use crate::api::public::request::HeadLimits;
-use crate::api::public::v2::V2Settings;
-use crate::api::public::{PublicApi, PublicSettings};
+use crate::api::v2::V2Settings;
 use crate::auth::{CachingVerifier, Verifier};
 use crate::backplane::{self, Backplane, RedisBackplane};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::history::Retention;
+use crate::http::request::HeadLimits;
+use crate::http::{PublicApi, PublicSettings};
 use crate::hub::liveness::{Liveness, LivenessRules};
 use crate::hub::outbox::CloseReason;
 use crate::hub::{Hub, HubSettings};
@@ -33,7 +33,7 @@ const LATE_STREAM_CHECK: Duration = Duration::from_millis(100);
 pub enum ServerError {
     /// The TLS certificate or key could not be used.
     #[error("{0}")]
-    Tls(#[from] crate::api::public::tls::TlsError),
+    Tls(#[from] crate::http::tls::TlsError),
     /// The Redis backplane could not be set up.
     #[error("cannot set up the Redis backplane (REDIS_URL): {0}")]
     Backplane(#[from] crate::backplane::BackplaneError),
@@ -116,7 +116,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
 
     let tls = match &config.public_api.tls {
         None => None,
-        Some(files) => Some(crate::api::public::tls::acceptor(&files.cert_file, &files.key_file)?),
+        Some(files) => Some(crate::http::tls::acceptor(&files.cert_file, &files.key_file)?),
     };
     let public_listener = bind(
         "public API",

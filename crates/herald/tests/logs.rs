@@ -161,7 +161,7 @@ fn ecs_lines_carry_the_fields_of_spec_6() {
     let opened = line_of(&lines, "req-ok", "subscription opened");
     assert_eq!(opened["category"], "app");
     assert_eq!(opened["log.level"], "debug");
-    assert_eq!(opened["log.logger"], "herald::api::public");
+    assert_eq!(opened["log.logger"], "herald::api::v1");
     assert_eq!(opened["client.ip"], "203.0.113.7");
     assert_eq!(opened["http.request.method"], "GET");
     assert_eq!(opened["url.path"], "/v1/subscribe");

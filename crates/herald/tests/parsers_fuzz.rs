@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use herald::api::internal::publish::parse_publish;
-use herald::api::public::request::{HeadLimits, parse_head, parse_last_event_id};
 use herald::auth::Verifier;
 use herald::auth::keys::{development_auth, parse_jwt_config};
+use herald::http::request::{HeadLimits, parse_head, parse_last_event_id};
 use herald::model::{EventId, Message};
 use herald::transport::sse::frame::{chunk_event, neurow_chunk};
 use proptest::prelude::*;
@@ -37,7 +37,7 @@ fn decode_sse(event: &[u8]) -> (String, String, String) {
 proptest! {
     #[test]
     fn v2_queries_and_cursors_never_panic(text in "(?s).{0,300}") {
-        use herald::api::public::v2::query::Query;
+        use herald::api::v2::query::Query;
         use herald::model::cursor::{decode, topic_set_hash};
         let _ = Query::parse(&text);
         let topics = [herald::model::Topic::namespaced("i", "a"), herald::model::Topic::namespaced("i", "b")];

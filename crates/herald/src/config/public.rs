@@ -95,7 +95,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> (PublicApiConfig, SseConfig) {
             }
         }),
         max_subscriptions_per_second: r.parse("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", None, |s| {
-            let max = crate::api::public::admission::MAX_RATE;
+            let max = crate::http::admission::MAX_RATE;
             if s.eq_ignore_ascii_case("infinity") {
                 return Ok(None);
             }

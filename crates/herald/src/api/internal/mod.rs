@@ -48,7 +48,7 @@ const UNCOUNTED: &[&str] = &["/ping", "/favicon.ico", "/metrics"];
 /// Everything the internal API's handlers share.
 pub struct InternalState {
     /// The public API, for its connection counts.
-    pub public: Arc<crate::api::public::PublicApi>,
+    pub public: Arc<crate::http::PublicApi>,
     /// The node's core: publish, history, its open connections.
     pub node: Arc<Node>,
     /// Verifies publisher tokens, remembering the accepted ones.

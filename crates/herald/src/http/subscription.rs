@@ -18,20 +18,20 @@ use crate::transport::sse::stream::{DeliveryCounter, StreamEnd};
 
 /// A subscription request that passed every check.
 #[derive(Debug)]
-pub(super) struct SubscribeRequest {
+pub(crate) struct SubscribeRequest {
     /// When the request was read, for `http_request_duration_ms`.
-    pub(super) received: std::time::Instant,
+    pub(crate) received: std::time::Instant,
     /// Each topic with where it resumes, in the connection's order.
-    pub(super) topics: Vec<(Topic, ResumeFrom)>,
-    pub(super) issuer: Arc<str>,
-    pub(super) expires_ms: u64,
+    pub(crate) topics: Vec<(Topic, ResumeFrom)>,
+    pub(crate) issuer: Arc<str>,
+    pub(crate) expires_ms: u64,
     /// Which face's stream it is.
-    pub(super) kind: StreamKind,
+    pub(crate) kind: StreamKind,
 }
 
 /// The face a stream speaks for.
 #[derive(Debug)]
-pub(super) enum StreamKind {
+pub(crate) enum StreamKind {
     /// v1: Neurow's events and head.
     Neurow,
     /// v2: Herald's events. Boxed: the request is part of every connection task's state.
@@ -40,33 +40,33 @@ pub(super) enum StreamKind {
 
 /// What a v2 stream or poll needs besides its topics' resume points.
 #[derive(Debug)]
-pub(super) struct HeraldRequest {
+pub(crate) struct HeraldRequest {
     /// The topics, in the connection's (canonical) order.
-    pub(super) topics: Box<[Topic]>,
+    pub(crate) topics: Box<[Topic]>,
     /// Where the cursor starts: the resumed positions, or (`None`) each topic's head.
-    pub(super) positions: Option<Vec<u64>>,
+    pub(crate) positions: Option<Vec<u64>>,
     /// The allowed origin to answer with credentials, if the request came from one.
-    pub(super) origin: Option<String>,
+    pub(crate) origin: Option<String>,
 }
 
 /// What a stream is made of once its connection is open.
-pub(super) struct Opening {
-    pub(super) subscription: Subscription,
-    pub(super) replay: Vec<Delivery>,
-    pub(super) format: EventFormat,
+pub(crate) struct Opening {
+    pub(crate) subscription: Subscription,
+    pub(crate) replay: Vec<Delivery>,
+    pub(crate) format: EventFormat,
     /// The allowed origin of a v2 stream, for a head that allows credentials.
-    pub(super) origin: Option<String>,
+    pub(crate) origin: Option<String>,
 }
 
 /// An open subscription; dropping it closes its connection.
-pub(super) struct Subscription {
+pub(crate) struct Subscription {
     connection: Connection,
     api: Arc<PublicApi>,
     issuer: Arc<str>,
     /// `message{kind="sent"}` of the issuer, resolved once.
     sent: IntCounter,
     /// How it ended; `ClientGone` until the transport says otherwise.
-    pub(super) end: StreamEnd,
+    pub(crate) end: StreamEnd,
     /// Wall-clock ms when it opened, for `subscription_duration_ms`.
     opened_ms: u64,
 }
@@ -74,7 +74,7 @@ pub(super) struct Subscription {
 impl Subscription {
     /// Opens the subscription's connection and returns it with what to replay before live
     /// deliveries and how its events are written.
-    pub(super) fn open(api: &Arc<PublicApi>, request: SubscribeRequest) -> Opening {
+    pub(crate) fn open(api: &Arc<PublicApi>, request: SubscribeRequest) -> Opening {
         let now_ms = api.node.hub.clock().now_ms();
         let Opened {
             connection,
@@ -114,7 +114,7 @@ impl Subscription {
     }
 
     /// The subscription's outbox.
-    pub(super) fn outbox(&self) -> &Outbox {
+    pub(crate) fn outbox(&self) -> &Outbox {
         self.connection.outbox()
     }
 }

@@ -8,7 +8,7 @@
 mod poll;
 pub mod query;
 
-pub(super) use poll::PollRequest;
+pub(crate) use poll::PollRequest;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -16,13 +16,13 @@ use std::time::Instant;
 
 use tracing::Level;
 
-use super::request::Request;
-use super::response::{self, Reply};
-use super::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
-use super::{Action, PublicApi};
 use crate::auth::ticket::{TicketClaims, looks_like_ticket};
 use crate::auth::{AuthError, Principal, bearer_token};
 use crate::backplane::BackplaneError;
+use crate::http::request::Request;
+use crate::http::response::{self, Reply};
+use crate::http::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
+use crate::http::{Action, PublicApi};
 use crate::model::cursor::{self, CursorError};
 use crate::model::{ResumeFrom, Topic};
 use crate::observe::metrics::Interface;
@@ -65,7 +65,7 @@ fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Refus
 
 /// The v2 routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum V2Route {
+pub(crate) enum V2Route {
     /// `/v2/subscribe`: an SSE stream.
     Subscribe,
     /// `/v2/poll`: a long-poll.
@@ -77,7 +77,7 @@ pub(super) enum V2Route {
 impl PublicApi {
     /// Decides a v2 request. Async because a ticket is redeemed (and issued) through the
     /// backplane on a cluster node.
-    pub(super) async fn route_v2(&self, head: &Request, peer: Option<IpAddr>, route: V2Route) -> Action {
+    pub(crate) async fn route_v2(&self, head: &Request, peer: Option<IpAddr>, route: V2Route) -> Action {
         let received = Instant::now();
         let log = || RequestLog::raw(&head.path, &head.log, peer);
         let origin = self.credentialed_origin(head);
@@ -322,7 +322,7 @@ impl PublicApi {
     /// and subscribes from there: its first cursor is then where it really started, and nothing
     /// published between the read and the subscription is missed. Nothing to do on a single node
     /// (the heads are read with the subscription) or for v1.
-    pub(super) async fn resolve_heads(&self, request: &mut SubscribeRequest) -> Result<(), BackplaneError> {
+    pub(crate) async fn resolve_heads(&self, request: &mut SubscribeRequest) -> Result<(), BackplaneError> {
         let StreamKind::Herald(herald) = &mut request.kind else {
             return Ok(());
         };

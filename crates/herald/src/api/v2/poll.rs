@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::super::PublicApi;
-use super::super::response::{self, Reply};
-use super::super::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
+use crate::http::PublicApi;
+use crate::http::response::{self, Reply};
+use crate::http::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
 use crate::hub::outbox::{Delivery, Taken};
 use crate::model::{Message, cursor};
 use crate::node::{Connection, Opened};
@@ -43,13 +43,13 @@ const CATCH_UP_CHECK: Duration = Duration::from_millis(5);
 
 /// A long-poll that passed every check: the connection to open, and how long it may wait.
 #[derive(Debug)]
-pub(in super::super) struct PollRequest {
-    pub(in super::super) request: SubscribeRequest,
-    pub(in super::super) timeout: Duration,
+pub(crate) struct PollRequest {
+    pub(crate) request: SubscribeRequest,
+    pub(crate) timeout: Duration,
 }
 
 /// The `timeout` parameter: whole seconds from 0 (answer at once) to 55.
-pub(super) fn timeout(raw: Option<&str>) -> Result<Duration, String> {
+pub(crate) fn timeout(raw: Option<&str>) -> Result<Duration, String> {
     match raw {
         None => Ok(DEFAULT_TIMEOUT),
         Some(s) => match s.parse::<u64>() {
@@ -64,7 +64,7 @@ pub(super) fn timeout(raw: Option<&str>) -> Result<Duration, String> {
 impl PublicApi {
     /// Answers a long-poll: the retained messages after its cursor, or the first that arrive
     /// within its timeout, or none; with the cursor to poll from next.
-    pub(in super::super) async fn hold_poll(&self, mut poll: PollRequest) -> Reply {
+    pub(crate) async fn hold_poll(&self, mut poll: PollRequest) -> Reply {
         let StreamKind::Herald(herald) = &poll.request.kind else {
             unreachable!("only v2 routes make polls");
         };

@@ -1,5 +1,7 @@
-//! The public API: `GET|POST {PUBLIC_API_CONTEXT_PATH}/v1/subscribe` and CORS preflights, served
-//! on Herald's own accept loop.
+//! The public listener, shared by every public face: Herald's own accept loop, request heads,
+//! TLS and HTTP/2, CORS preflights, the held connection of a stream and the hold of a long-poll.
+//! The faces (`api::v1`, Neurow's; `api::v2`, Herald's) only decide what a request gets
+//! ([`Action`]); this module carries it out.
 //!
 //! Why not hyper/axum for HTTP/1.1: a held SSE connection behind `axum::serve` costs ≈20 KB of
 //! RSS and behind hyper's HTTP/1 connection ≈11 KB (hyper keeps an 8 KiB read buffer for the
@@ -7,7 +9,7 @@
 //! public API answers only a handful of request shapes, so its head is parsed with `httparse`
 //! into a short-lived buffer, answered, and — for a subscription — the connection becomes a
 //! stream whose state is the socket and an outbox. Keep-alive is supported for the short
-//! responses (preflights, errors); a subscription always ends its connection
+//! responses (preflights, errors, long-polls); a subscription always ends its connection
 //! (`connection: close`, as Neurow).
 //!
 //! Over TLS a client may choose HTTP/2 through ALPN ([`tls`]). That connection is served by
@@ -20,9 +22,8 @@ pub mod admission;
 mod h2;
 pub mod request;
 pub mod response;
-mod subscription;
+pub(crate) mod subscription;
 pub mod tls;
-pub mod v2;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,20 +40,19 @@ use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::Level;
 
-use crate::auth::{AuthError, Verifier, bearer_token};
+use crate::api::v2::{self, V2Route, V2Settings};
+use crate::auth::Verifier;
 use crate::hub::outbox::Outbox;
-use crate::model::Topic;
 use crate::node::Node;
 use crate::observe::metrics::{Interface, Metrics};
-use crate::observe::request_log::{RequestLog, authentication_refused, request_event};
+use crate::observe::request_log::{RequestLog, request_event};
 use crate::shutdown::stopped;
 use crate::transport::sse::events::Framing;
 use crate::transport::sse::stream::{self, HeldConnection};
 use admission::{Admission, SubscriptionRate};
-use request::{Body, HeadError, HeadLimits, Method, Request, RequestHead, parse_head, parse_last_event_id};
+use request::{Body, HeadError, HeadLimits, Method, Request, RequestHead, parse_head};
 use response::Reply;
-use subscription::{Opening, StreamKind, SubscribeRequest, Subscription};
-use v2::{V2Route, V2Settings};
+use subscription::{Opening, SubscribeRequest, Subscription};
 
 pub use h2::MAX_STREAMS_PER_CONNECTION;
 
@@ -106,12 +106,12 @@ pub struct PublicSettings {
 
 /// The public API of one node.
 pub struct PublicApi {
-    settings: PublicSettings,
+    pub(crate) settings: PublicSettings,
     /// `settings.v2`, at hand.
-    v2: V2Settings,
-    verifier: Verifier,
-    node: Arc<Node>,
-    metrics: Arc<Metrics>,
+    pub(crate) v2: V2Settings,
+    pub(crate) verifier: Verifier,
+    pub(crate) node: Arc<Node>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The success response heads, identical for every stream: built once. Chunked for HTTP/1.1,
     /// raw for HTTP/1.0.
     stream_head: Bytes,
@@ -127,12 +127,12 @@ pub struct PublicApi {
     /// Notified when `open` drops to zero.
     drained: Notify,
     /// Set at shutdown: new subscriptions are refused, idle keep-alive connections close.
-    stopping: AtomicBool,
+    pub(crate) stopping: AtomicBool,
     /// Wakes connections waiting for a request head when shutdown starts.
     stop_notify: Notify,
 }
 
-enum Action {
+pub(crate) enum Action {
     Reply(Reply),
     Subscribe(SubscribeRequest),
     /// A v2 long-poll: answered once it has messages or its timeout passed.
@@ -376,16 +376,16 @@ impl PublicApi {
         }
     }
 
-    fn now_s(&self) -> u64 {
+    pub(crate) fn now_s(&self) -> u64 {
         self.node.hub.clock().now_ms() / 1000
     }
 
-    /// Decides what a request gets, in Neurow's order: preflight, then authentication, then the
-    /// route, then the subscription's own checks. The one decision of both protocols; it counts
-    /// refusals (`jwt_errors`, `shutting_down`) but leaves `http_request_count` to the caller,
-    /// which counts what it actually answers.
+    /// Decides what a request gets: a preflight, one of the v2 routes (decided asynchronously by
+    /// the caller, [`PublicApi::route_v2`]), or else v1 ([`PublicApi::route_v1`]), whose order is
+    /// Neurow's. The one decision of both protocols; it counts refusals (`jwt_errors`,
+    /// `shutting_down`) but leaves `http_request_count` to the caller, which counts what it
+    /// actually answers.
     fn route(&self, head: &Request, peer: Option<IpAddr>) -> Action {
-        let received = Instant::now();
         let log = || RequestLog::raw(&head.path, &head.log, peer);
         if head.method == Method::Options {
             let v2 = [&self.v2.subscribe_path, &self.v2.poll_path, &self.v2.tickets_path].contains(&&head.path);
@@ -400,78 +400,7 @@ impl PublicApi {
         if head.path == self.v2.tickets_path && head.method == Method::Post {
             return Action::V2(V2Route::Tickets);
         }
-        let origin = head.single_origin();
-        let now_s = self.now_s();
-        let principal = match bearer_token(head.authorization.iter().map(Vec::as_slice))
-            .and_then(|token| self.verifier.verify(token, now_s as i64))
-        {
-            Ok(p) => p,
-            Err(e) => return Action::Reply(self.auth_error(e, log, origin, now_s)),
-        };
-        let is_subscribe =
-            matches!(head.method, Method::Get | Method::Post) && head.path == self.settings.subscribe_path;
-        if !is_subscribe {
-            request_event!(Level::DEBUG, log(), http.response.status_code = 404, "no such route");
-            return Action::Reply(response::empty(404));
-        }
-        let Some(subject) = principal.subject.as_deref() else {
-            request_event!(
-                Level::DEBUG,
-                log(),
-                http.response.status_code = 400,
-                "subscription refused: the token has no sub claim"
-            );
-            return Action::Reply(response::text(400, "Expected JWT claims are missing", false));
-        };
-        let Ok(resume) = parse_last_event_id(head.last_event_id.as_deref()) else {
-            request_event!(
-                Level::DEBUG,
-                log(),
-                error.code = "invalid_last_event_id",
-                http.response.status_code = 400,
-                "subscription refused: Last-Event-ID is not an integer"
-            );
-            return Action::Reply(response::sse_error(
-                400,
-                "invalid_last_event_id",
-                "Wrong value for last-event-id",
-                origin,
-                now_s,
-            ));
-        };
-        if self.stopping.load(Ordering::SeqCst) {
-            self.metrics.connection_rejected("shutting_down");
-            request_event!(
-                Level::DEBUG,
-                log(),
-                error.code = "shutting_down",
-                http.response.status_code = 503,
-                "subscription refused: shutting down"
-            );
-            return Action::Reply(response::unavailable(
-                "shutting_down",
-                "This node is shutting down; reconnect",
-                1,
-                now_s,
-            ));
-        }
-        if let Some(refused) = self.admit_subscription(log) {
-            return Action::Reply(refused);
-        }
-        request_event!(
-            Level::DEBUG,
-            log(),
-            issuer = &*principal.issuer,
-            http.response.status_code = 200,
-            "subscription opened"
-        );
-        Action::Subscribe(SubscribeRequest {
-            received,
-            topics: vec![(Topic::namespaced(&principal.issuer, subject), resume)],
-            expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
-            kind: StreamKind::Neurow,
-            issuer: principal.issuer,
-        })
+        self.route_v1(head, peer)
     }
 
     /// The subscription rate limit, for every face: the 503 to answer when it is reached.
@@ -479,7 +408,7 @@ impl PublicApi {
     /// Called after the token and the request's own checks, so that only subscriptions that
     /// would succeed use the rate up, and a client with a bad token hears why rather than "retry".
     /// Verifying an HS256 token first costs ≈1.4 µs, little next to the connection itself.
-    fn admit_subscription<'a>(&self, log: impl Fn() -> RequestLog<'a>) -> Option<Reply> {
+    pub(crate) fn admit_subscription<'a>(&self, log: impl Fn() -> RequestLog<'a>) -> Option<Reply> {
         let rate = self.subscription_rate.as_ref()?;
         let Admission::Refused { retry_after_s } = rate.admit(self.node.hub.clock().now_ms()) else {
             return None;
@@ -519,20 +448,6 @@ impl PublicApi {
             self.settings.sse_keepalive.as_millis(),
         );
         response::credentialed(response::stream_headers(timeout_ms, keepalive_ms), origin)
-    }
-
-    /// Logged by error code only, never with the token (spec §6: Neurow logged it).
-    fn auth_error<'a>(
-        &self,
-        e: AuthError,
-        log: impl Fn() -> RequestLog<'a>,
-        origin: Option<&str>,
-        now_s: u64,
-    ) -> Reply {
-        self.metrics.jwt_error(Interface::Public);
-        authentication_refused(log(), "public API", e);
-        let (code, message) = e.client_view(self.settings.verbose_errors);
-        response::sse_error(e.status(), code, message, origin, now_s)
     }
 
     /// A CORS preflight: Neurow's for every path; for a v2 route it also allows `POST` (tickets)
