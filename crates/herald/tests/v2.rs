@@ -732,3 +732,71 @@ fn a_ticket_minted_on_one_node_is_redeemed_on_another_once() {
     );
     assert_eq!(second.status, 401, "{}", second.text());
 }
+
+#[test]
+fn a_resume_older_than_the_history_is_told_which_topics_it_may_have_missed() {
+    let herald = Herald::start_with(&[("HISTORY_MAX_MESSAGES_PER_TOPIC", "2")]);
+    let t = token(json!({"topics": ["a", "b"]}));
+    let mut sse = subscribe(&herald, "topic=a&topic=b", &bearer(&t));
+    let opening = opening_cursor(&mut sse);
+    publish(&herald, "a", "a1");
+    let seen = parse(&sse.next_message());
+    drop(sse);
+    // a keeps its last two of a2, a3, a4: a2 is gone, so a resume after a1 is incomplete on a.
+    for p in ["a2", "a3", "a4"] {
+        publish(&herald, "a", p);
+    }
+    publish(&herald, "b", "b1");
+    let mut again = subscribe(
+        &herald,
+        "topic=a&topic=b",
+        &format!("{}last-event-id: {}\r\n", bearer(&t), seen.cursor),
+    );
+    opening_cursor(&mut again);
+    assert_eq!(again.next_event(), "event: history_gap\ndata: {\"topics\":[\"a\"]}\n\n");
+    let mut got = topic_payloads(&messages(&mut again, 3));
+    got.sort();
+    assert_eq!(got, pairs(&[("a", "a3"), ("a", "a4"), ("b", "b1")]));
+    drop(again);
+    // From a retained position, or the newest: no alarm.
+    let latest = subscribe_and_last_cursor(&herald, &t);
+    let mut quiet = subscribe(
+        &herald,
+        "topic=a&topic=b",
+        &format!("{}last-event-id: {latest}\r\n", bearer(&t)),
+    );
+    opening_cursor(&mut quiet);
+    quiet.expect_silence(Duration::from_millis(200));
+    // A poll says it in its answer.
+    let answer = poll(&herald, &t, &format!("topic=a&topic=b&cursor={opening}&timeout=0"));
+    assert_eq!(answer["gap"], json!(["a"]));
+    let answer = poll(&herald, &t, &format!("topic=a&topic=b&cursor={latest}&timeout=0"));
+    assert_eq!(answer["gap"], json!([]));
+}
+
+/// The cursor of a fresh stream on a and b (their current heads).
+fn subscribe_and_last_cursor(herald: &Herald, token: &str) -> String {
+    let mut sse = subscribe(herald, "topic=a&topic=b", &bearer(token));
+    opening_cursor(&mut sse)
+}
+
+#[test]
+fn after_a_restart_a_resume_is_told_its_history_was_forgotten() {
+    let t = token(json!({"topics": ["a", "b"]}));
+    let cursor = {
+        let herald = Herald::start();
+        let mut sse = subscribe(&herald, "topic=a&topic=b", &bearer(&t));
+        opening_cursor(&mut sse);
+        publish(&herald, "a", "a1");
+        parse(&sse.next_message()).cursor
+    };
+    let herald = Herald::start();
+    let mut sse = subscribe(
+        &herald,
+        "topic=a&topic=b",
+        &format!("{}last-event-id: {cursor}\r\n", bearer(&t)),
+    );
+    opening_cursor(&mut sse);
+    // Only a had a position: b's was 0, nothing it could have missed is provable either way.
+    assert_eq!(sse.next_event(), "event: history_gap\ndata: {\"topics\":[\"a\"]}\n\n");
+}

@@ -62,6 +62,9 @@ impl Freed {
 #[derive(Debug, Default)]
 pub struct TopicHistory {
     messages: VecDeque<Retained>,
+    /// The largest id of a message no longer kept (expired, trimmed, evicted, or never kept
+    /// because retention is off): a resume from below it may have missed something.
+    dropped_through: u64,
 }
 
 impl TopicHistory {
@@ -70,11 +73,13 @@ impl TopicHistory {
     pub fn push(&mut self, message: Message, seq: u64, retention: &Retention) -> Freed {
         let mut trimmed = Freed::default();
         if !retention.enabled() {
+            self.dropped_through = self.dropped_through.max(message.id.0);
             return trimmed;
         }
         self.messages.push_back(Retained { message, seq });
         while self.messages.len() > retention.max_messages_per_topic {
             let old = self.messages.pop_front().expect("longer than the cap, so not empty");
+            self.dropped(&old.message);
             trimmed.add(&old.message);
         }
         trimmed
@@ -88,9 +93,30 @@ impl TopicHistory {
                 break;
             }
             freed.add(&front.message);
+            let id = front.message.id.0;
+            self.dropped_through = self.dropped_through.max(id);
             self.messages.pop_front();
         }
         freed
+    }
+
+    fn dropped(&mut self, m: &Message) {
+        self.dropped_through = self.dropped_through.max(m.id.0);
+    }
+
+    /// Records that every message up to `id` is gone (a topic forgotten and met again).
+    pub fn forgotten_through(&mut self, id: u64) {
+        self.dropped_through = self.dropped_through.max(id);
+    }
+
+    /// Whether a resume from `position` may miss a message this history no longer has: one with
+    /// a larger id was dropped, or has expired though not yet swept.
+    pub fn gap_after(&self, position: i128, now_ms: u64, retention: &Retention) -> bool {
+        i128::from(self.dropped_through) > position
+            || self
+                .messages
+                .iter()
+                .any(|r| i128::from(r.message.id.0) > position && is_expired(&r.message, now_ms, retention))
     }
 
     /// Removes the oldest message if it is the one with sequence number `seq` (the node-wide byte
@@ -99,6 +125,7 @@ impl TopicHistory {
         let mut freed = Freed::default();
         if self.messages.front().is_some_and(|r| r.seq == seq) {
             let old = self.messages.pop_front().expect("front exists");
+            self.dropped(&old.message);
             freed.add(&old.message);
         }
         freed
@@ -238,6 +265,24 @@ mod tests {
         assert_eq!(h.evict_oldest_if(11).messages, 0);
         assert_eq!(h.evict_oldest_if(10).messages, 1);
         assert_eq!(ids(h.all(0, &R)), [2]);
+    }
+
+    #[test]
+    fn gaps_are_known_after_expiry_trimming_and_eviction_only() {
+        let r = Retention::from_min_duration(2_000, 2);
+        let mut h = TopicHistory::default();
+        h.push(msg(10, 0, "a"), 0, &r);
+        h.push(msg(20, 0, "b"), 1, &r);
+        assert!(!h.gap_after(0, 0, &r), "everything is still here");
+        h.push(msg(30, 0, "c"), 2, &r);
+        assert!(h.gap_after(0, 0, &r) && h.gap_after(9, 0, &r), "10 was trimmed");
+        assert!(!h.gap_after(10, 0, &r) && !h.gap_after(30, 0, &r));
+        // Expired but not yet swept: as good as gone.
+        assert!(h.gap_after(10, 3_000, &r));
+        h.expire(3_000, &r);
+        assert!(h.gap_after(29, 3_000, &r) && !h.gap_after(30, 3_000, &r));
+        h.forgotten_through(50);
+        assert!(h.gap_after(49, 0, &r) && !h.gap_after(50, 0, &r));
     }
 
     #[test]

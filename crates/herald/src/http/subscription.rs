@@ -80,6 +80,7 @@ impl Subscription {
             connection,
             replay,
             heads,
+            gaps,
         } = Connection::open(&api.node, request.topics, request.expires_ms);
         let (format, origin) = match request.kind {
             StreamKind::Neurow => (EventFormat::Neurow, None),
@@ -90,7 +91,7 @@ impl Subscription {
                     origin,
                 } = *herald;
                 let positions = positions.unwrap_or_else(|| heads.iter().map(|h| h.0).collect());
-                let events = HeraldEvents::new(topics, &request.issuer, positions.into_boxed_slice());
+                let events = HeraldEvents::new(topics, &request.issuer, positions.into_boxed_slice()).with_gaps(gaps);
                 (EventFormat::Herald(Box::new(events)), origin)
             }
         };

@@ -92,6 +92,26 @@ pub struct Hub {
 #[derive(Default)]
 struct Shard {
     topics: HashMap<Topic, TopicState>,
+    /// The last id of topics forgotten while idle, so that a client resuming one later is told
+    /// exactly whether it missed something, and server ids continue above it. At most
+    /// [`MAX_TOMBSTONES_PER_SHARD`]; beyond, they are dropped and those topics count as unknown.
+    tombstones: HashMap<Topic, u64>,
+}
+
+/// Tombstones one shard keeps (64 shards: about 260,000 topics, ~20 MB at most).
+const MAX_TOMBSTONES_PER_SHARD: usize = 4096;
+
+impl Shard {
+    /// Forgets an idle topic, keeping its last id.
+    fn forget(&mut self, topic: &Topic, last_id: u64) {
+        if last_id == 0 {
+            return;
+        }
+        if self.tombstones.len() >= MAX_TOMBSTONES_PER_SHARD {
+            self.tombstones.clear();
+        }
+        self.tombstones.insert(topic.clone(), last_id);
+    }
 }
 
 #[derive(Default)]
@@ -106,6 +126,11 @@ struct TopicState {
     /// Cluster mode: stream id of the last message delivered, so a message that arrives twice
     /// (live, and again from the history after a reconnection) is delivered once.
     last_delivered: crate::backplane::wire::StreamId,
+    /// Whether the topic may have had messages before this state existed that the node knows
+    /// nothing of (it was never seen since start, or its tombstone was dropped).
+    unknown_before: bool,
+    /// The first id this state accepted, for [`TopicState::gap_after`] when `unknown_before`.
+    first_id: Option<u64>,
 }
 
 /// One connection's subscription to a topic, as the topic sees it.
@@ -125,6 +150,15 @@ impl Subscriber {
 impl TopicState {
     fn is_idle(&self) -> bool {
         self.subscribers.is_empty() && self.history.is_empty()
+    }
+
+    /// Whether a client resuming from `position` may have missed a message (DESIGN.md promise 4):
+    /// the history dropped one after it, or the position is from before what this node knows of
+    /// the topic. Resuming from 0 (a client that has seen nothing, from a topic that had nothing)
+    /// is never a gap on its own.
+    fn gap_after(&self, position: i128, now_ms: u64, retention: &Retention) -> bool {
+        self.history.gap_after(position, now_ms, retention)
+            || (self.unknown_before && position > 0 && self.first_id.is_none_or(|first| position < i128::from(first)))
     }
 }
 
@@ -150,6 +184,9 @@ pub struct Subscribed {
     /// The topic's newest event id when the subscription was registered (0 if it has none): a
     /// client that has received nothing yet resumes from there.
     pub head: EventId,
+    /// Whether the resume point is older than the history can prove complete: the client may
+    /// have missed messages of this topic (v2 tells it; v1 keeps Neurow's silence).
+    pub gap: bool,
     /// Identifies the subscription.
     pub key: SubscriptionKey,
 }
@@ -199,6 +236,7 @@ impl Hub {
                     None => now_ms.max(state.last_id.saturating_add(1)),
                 };
                 state.last_id = state.last_id.max(id);
+                state.first_id.get_or_insert(id);
                 let message = Message {
                     id: EventId(id),
                     event: new.event.clone(),
@@ -222,7 +260,9 @@ impl Hub {
                 }
             }
             if state.is_idle() {
+                let last_id = state.last_id;
                 shard.topics.remove(topic);
+                shard.forget(topic, last_id);
                 self.stats.topics.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -281,6 +321,10 @@ impl Hub {
                 .collect(),
         };
         let head = EventId(state.last_id);
+        let gap = match resume {
+            ResumeFrom::Live => false,
+            ResumeFrom::After(position) => state.gap_after(position, now_ms, &self.settings.retention),
+        };
         let slot = state.subscribers.insert(Subscriber { outbox, index });
         drop(shard);
         self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
@@ -288,6 +332,7 @@ impl Hub {
         Subscribed {
             replay,
             head,
+            gap,
             key: SubscriptionKey { topic, slot },
         }
     }
@@ -305,7 +350,9 @@ impl Hub {
             self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
         }
         if state.is_idle() {
+            let last_id = state.last_id;
             shard.topics.remove(&key.topic);
+            shard.forget(&key.topic, last_id);
             self.stats.topics.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -335,12 +382,20 @@ impl Hub {
             let now_ms = self.clock.now_ms();
             let mut shard = lock(shard);
             let before = shard.topics.len();
-            shard.topics.retain(|_, state| {
+            let mut forgotten = Vec::new();
+            shard.topics.retain(|topic, state| {
                 let f = state.history.expire(now_ms, &retention);
                 freed.messages += f.messages;
                 freed.bytes += f.bytes;
-                !state.is_idle()
+                let idle = state.is_idle();
+                if idle {
+                    forgotten.push((topic.clone(), state.last_id));
+                }
+                !idle
             });
+            for (topic, last_id) in forgotten {
+                shard.forget(&topic, last_id);
+            }
             let removed = before - shard.topics.len();
             drop(shard);
             self.stats.topics.fetch_sub(removed, Ordering::Relaxed);
@@ -380,10 +435,12 @@ impl Hub {
             let state = entry.get_mut();
             let f = state.history.evict_oldest_if(seq);
             if let Some(next) = state.history.oldest_seq() {
-                heap.push(Reverse((next, topic)));
+                heap.push(Reverse((next, topic.clone())));
             }
             if state.is_idle() {
+                let last_id = state.last_id;
                 entry.remove();
+                shard.forget(&topic, last_id);
                 self.stats.topics.fetch_sub(1, Ordering::Relaxed);
             }
             drop(shard);
@@ -411,9 +468,19 @@ impl Hub {
 }
 
 fn topic_state<'a>(shard: &'a mut Shard, topic: &Topic, stats: &HubStats) -> &'a mut TopicState {
-    shard.topics.entry(topic.clone()).or_insert_with(|| {
+    let Shard { topics, tombstones } = shard;
+    topics.entry(topic.clone()).or_insert_with(|| {
         stats.topics.fetch_add(1, Ordering::Relaxed);
-        TopicState::default()
+        let mut state = TopicState::default();
+        match tombstones.remove(topic) {
+            // Met again: everything up to its last id is gone, and new ids continue above it.
+            Some(last_id) => {
+                state.last_id = last_id;
+                state.history.forgotten_through(last_id);
+            }
+            None => state.unknown_before = true,
+        }
+        state
     })
 }
 

@@ -252,3 +252,55 @@ fn unsubscribing_a_reused_slot_does_not_remove_the_newcomer() {
     hub.publish(&topic(), &[new("y", None)]);
     assert_eq!(drain(&second).len(), 1);
 }
+
+#[test]
+fn gaps_are_reported_only_when_history_cannot_prove_the_resume_complete() {
+    let (hub, _) = hub_with(Retention::from_min_duration(2_000, 2), usize::MAX);
+    let o = || Arc::new(Outbox::new(16, T0, u64::MAX));
+    let ids = hub.publish(&topic(), &[new("1", None), new("2", None), new("3", None)]);
+    // The cap kept 2 and 3: resuming from 1 or later is complete, from before it is not.
+    assert!(
+        !hub.subscribe(topic(), ResumeFrom::After(i128::from(ids[0].0)), o(), 0)
+            .gap
+    );
+    assert!(
+        hub.subscribe(topic(), ResumeFrom::After(i128::from(ids[0].0) - 1), o(), 0)
+            .gap
+    );
+    assert!(!hub.subscribe(topic(), ResumeFrom::Live, o(), 0).gap);
+    // A topic never seen: nothing to miss from 0, but a later position comes from history this
+    // node does not have (another node, or before a restart).
+    let fresh = Topic::namespaced("iss", "fresh");
+    assert!(!hub.subscribe(fresh.clone(), ResumeFrom::After(0), o(), 0).gap);
+    assert!(hub.subscribe(fresh.clone(), ResumeFrom::After(5), o(), 0).gap);
+}
+
+#[test]
+fn a_forgotten_topic_leaves_a_tombstone_that_keeps_gaps_exact_and_ids_increasing() {
+    let (hub, clock) = hub_with(Retention::from_min_duration(2_000, 100), usize::MAX);
+    let last = hub.publish(&topic(), &[new("1", None), new("2", None)])[1];
+    clock.advance_ms(10_000);
+    hub.expire();
+    assert_eq!(hub.stats().topics.load(Ordering::Relaxed), 0, "forgotten");
+    let o = || Arc::new(Outbox::new(16, T0, u64::MAX));
+    // Resuming from the newest: nothing was lost, no alarm.
+    assert!(
+        !hub.subscribe(topic(), ResumeFrom::After(i128::from(last.0)), o(), 0)
+            .gap
+    );
+    assert!(
+        hub.subscribe(topic(), ResumeFrom::After(i128::from(last.0) - 1), o(), 0)
+            .gap
+    );
+}
+
+#[test]
+fn server_ids_continue_above_a_forgotten_topics_ids() {
+    let (hub, clock) = hub_with(Retention::from_min_duration(2_000, 100), usize::MAX);
+    let future = T0 + 1_000_000;
+    hub.publish(&topic(), &[new("from the future", Some(future))]);
+    clock.advance_ms(10_000);
+    hub.expire();
+    assert_eq!(hub.stats().topics.load(Ordering::Relaxed), 0, "forgotten");
+    assert_eq!(hub.publish(&topic(), &[new("next", None)]), [EventId(future + 1)]);
+}

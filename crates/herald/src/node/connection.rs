@@ -32,6 +32,9 @@ pub struct Opened {
     /// Each topic's newest event id when it was subscribed (0 when unknown or none): where a
     /// client that has received nothing yet resumes from.
     pub heads: Vec<EventId>,
+    /// The topics (by index) whose resume point is older than their history can prove complete.
+    /// Known on a single node; a cluster node does not tell yet.
+    pub gaps: Vec<u16>,
 }
 
 impl Connection {
@@ -43,6 +46,7 @@ impl Connection {
         let mut subscriptions = Vec::with_capacity(topics.len());
         let mut replay = Vec::new();
         let mut heads = Vec::with_capacity(topics.len());
+        let mut gaps = Vec::new();
         for (i, (topic, resume)) in topics.into_iter().enumerate() {
             let index = u16::try_from(i).expect("faces cap the topics of a connection far below u16::MAX");
             match &node.backplane {
@@ -50,6 +54,9 @@ impl Connection {
                     let subscribed = node.hub.subscribe(topic, resume, outbox.clone(), index);
                     replay.extend(subscribed.replay.into_iter().map(|message| Delivery { index, message }));
                     heads.push(subscribed.head);
+                    if subscribed.gap {
+                        gaps.push(index);
+                    }
                     subscriptions.push(subscribed.key);
                 }
                 Backplane::Redis(redis) => {
@@ -77,6 +84,7 @@ impl Connection {
             },
             replay,
             heads,
+            gaps,
         }
     }
 

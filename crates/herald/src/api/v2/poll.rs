@@ -8,7 +8,7 @@
 //! within retention. Without a cursor, a poll answers at once with the current position.
 //!
 //! ```json
-//! {"cursor":"m1.…","messages":[{"topic":"a","id":"1796…","event":"update","payload":"…"}],"more":false}
+//! {"messages":[{"topic":"a","id":"1796…","event":"update","payload":"…"}],"cursor":"m1.…","more":false,"gap":[]}
 //! ```
 
 use std::future::poll_fn;
@@ -90,6 +90,7 @@ impl PublicApi {
             connection,
             replay,
             heads,
+            gaps,
         } = Connection::open(&self.node, request.topics, request.expires_ms);
         let mut positions = positions.unwrap_or_else(|| heads.iter().map(|h| h.0).collect());
         let mut messages = replay;
@@ -126,7 +127,12 @@ impl PublicApi {
         }
         let mut next = String::new();
         cursor::encode(hash, &positions, &mut next);
-        body.extend_from_slice(format!("],\"cursor\":\"{next}\",\"more\":{more}}}").as_bytes());
+        let gap: Vec<&str> = gaps
+            .iter()
+            .filter_map(|&i| topic_names.get(usize::from(i))?.get(prefix_len..))
+            .collect();
+        let gap = serde_json::to_string(&gap).expect("JSON of strings cannot fail");
+        body.extend_from_slice(format!("],\"cursor\":\"{next}\",\"more\":{more},\"gap\":{gap}}}").as_bytes());
         self.metrics.sent_counter(&request.issuer).inc_by(messages.len() as u64);
         response::json_ok(Bytes::from(body), origin.as_deref())
     }

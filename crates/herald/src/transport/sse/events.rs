@@ -71,6 +71,8 @@ pub struct HeraldEvents {
     positions: Box<[u64]>,
     /// [`cursor::topic_set_hash`] of the topics.
     hash: u64,
+    /// The topics (by index) the resume may have missed messages of: told once, at the opening.
+    gaps: Vec<u16>,
 }
 
 impl HeraldEvents {
@@ -82,7 +84,22 @@ impl HeraldEvents {
             prefix_len: issuer.len() + 1,
             positions,
             hash,
+            gaps: Vec::new(),
         }
+    }
+
+    /// Tells the stream, at its opening, that its resume may have missed messages of these topics.
+    pub fn with_gaps(mut self, gaps: Vec<u16>) -> HeraldEvents {
+        self.gaps = gaps;
+        self
+    }
+
+    /// The names (as the client gave them) of the topics at `indexes`.
+    fn names<'a>(&'a self, indexes: &'a [u16]) -> impl Iterator<Item = &'a str> + 'a {
+        indexes.iter().filter_map(|&i| {
+            let topic = self.topics.get(usize::from(i))?;
+            topic.as_str().get(self.prefix_len..)
+        })
     }
 
     /// The cursor of the current positions.
@@ -171,11 +188,20 @@ impl EventFormat {
         match self {
             EventFormat::Neurow => {}
             EventFormat::Herald(events) => {
-                let event = format!("id: {}\n\n", events.cursor());
-                out.push(match framing {
-                    Framing::Chunked => frame::chunk(event.as_bytes()),
-                    Framing::Raw => Bytes::from(event),
-                });
+                let mut pieces = vec![format!("id: {}\n\n", events.cursor())];
+                let gaps = std::mem::take(&mut events.gaps);
+                if !gaps.is_empty() {
+                    // Before the replay: which topics it cannot prove complete.
+                    let topics: Vec<&str> = events.names(&gaps).collect();
+                    let data = serde_json::json!({ "topics": topics });
+                    pieces.push(format!("event: history_gap\ndata: {data}\n\n"));
+                }
+                for event in pieces {
+                    out.push(match framing {
+                        Framing::Chunked => frame::chunk(event.as_bytes()),
+                        Framing::Raw => Bytes::from(event),
+                    });
+                }
             }
         }
     }
