@@ -20,7 +20,8 @@
 #   RATES              one-to-one sweep, messages/s [1000,2000,5000,10000,20000,30000,40000,50000,60000,80000]
 #   STEP_DURATION      one-to-one seconds per rate [5]
 #   P99_BOUND_MS       one-to-one latency bound [50]
-#   SCENARIOS          subset to run [idle broadcast-window broadcast-rate one-to-one storm]
+#   SCENARIOS          subset to run [idle broadcast-window broadcast-rate one-to-one storm];
+#                      also idle-multi (Herald v2: TOPICS topics per stream [8])
 #   TARGETS            [herald nchan]
 #   QUIET_PCT          before each run, wait until the machine's other load is under this % of
 #                      one core for 2 s [25]; QUIET_MAX_WAIT bounds the wait, s [60]
@@ -159,6 +160,15 @@ for rep in $(seq 1 "$REPEAT"); do
         for scenario in $SCENARIOS; do
             case "$scenario" in
             idle) tool "$target-idle-$rep" idle ;;
+            idle-multi)
+                # Herald v2 only: each stream holds TOPICS topics (its own and TOPICS-1 shared).
+                if [ "$target" = herald ]; then
+                    saved=("${TOOL_ENV[@]}")
+                    TOOL_ENV+=("SSE_URL=http://127.0.0.1:$SUB_PORT/v2/subscribe" "TOPICS_PER_CONNECTION=${TOPICS:-8}")
+                    tool "$target-idle-${TOPICS:-8}-topics-$rep" idle
+                    TOOL_ENV=("${saved[@]}")
+                fi
+                ;;
             broadcast-window) tool "$target-broadcast-window-$rep" broadcast --duration "$DURATION" ;;
             broadcast-rate) tool "$target-broadcast-rate-$rep" broadcast --duration "$DURATION" --rate "$RATE" ;;
             one-to-one)

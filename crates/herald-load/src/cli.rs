@@ -80,6 +80,11 @@ pub struct Common {
     /// Subscriber `User-Agent`.
     #[arg(long, env = "SSE_USER_AGENT", default_value = "herald-load/0.1")]
     pub sse_user_agent: String,
+    /// Herald v2: each subscription holds this many topics — its own plus N-1 shared by every
+    /// subscriber (`shared-1` …) — on one stream, with a token granting `*`. Point SSE_URL at
+    /// `/v2/subscribe`. 0 (the default) subscribes to one topic as v1 does.
+    #[arg(long, env = "TOPICS_PER_CONNECTION", default_value_t = 0)]
+    pub topics_per_connection: usize,
     /// Re-open ended streams with `Last-Event-ID` (a replayed duplicate is an error).
     #[arg(long, env = "SSE_AUTO_RECONNECT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub sse_auto_reconnect: bool,

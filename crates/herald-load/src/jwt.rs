@@ -32,11 +32,22 @@ struct Claims<'a> {
     exp: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topics: Option<[&'a str; 1]>,
 }
 
 impl JwtSettings {
     /// Signs a token issued now, with `sub` if given.
     pub fn mint(&self, sub: Option<&str>) -> anyhow::Result<String> {
+        self.sign(sub, None)
+    }
+
+    /// Signs a token that also grants every topic of its issuer (Herald v2's `topics: ["*"]`).
+    pub fn mint_granting_all(&self, sub: Option<&str>) -> anyhow::Result<String> {
+        self.sign(sub, Some(["*"]))
+    }
+
+    fn sign(&self, sub: Option<&str>, topics: Option<[&str; 1]>) -> anyhow::Result<String> {
         let iat = now_s();
         let claims = Claims {
             iss: &self.issuer,
@@ -44,6 +55,7 @@ impl JwtSettings {
             iat,
             exp: iat + self.lifetime_s,
             sub,
+            topics,
         };
         let key = EncodingKey::from_secret(self.secret.as_bytes());
         Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)?)

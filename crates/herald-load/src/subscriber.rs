@@ -212,6 +212,12 @@ impl SseStream {
     }
 }
 
+/// The data of a Herald v2 message event.
+#[derive(serde::Deserialize)]
+struct V2Data {
+    payload: String,
+}
+
 /// Per-stream checking state, kept across reconnects.
 #[derive(Debug, Default)]
 pub struct SubState {
@@ -239,12 +245,27 @@ impl SubState {
             }
             _ => {}
         }
+        // Herald v2 opens a stream with an event that has only an id (its cursor): remember it,
+        // as a browser does, and dispatch nothing.
+        if let (Some(id), None, None) = (ev.id, ev.event, &ev.data) {
+            self.last_id = Some(String::from_utf8_lossy(id).into_owned());
+            return None;
+        }
         if target.kind == TargetKind::Herald && ev.kind() != target.event.as_bytes() {
             stats.error("unexpected_event");
             self.anomalies += 1;
             return None;
         }
-        let Some(stamp) = ev.data.as_deref().and_then(payload::decode) else {
+        let stamp = if target.topics_per_connection > 0 {
+            // Herald v2: the data is {"topic","id","payload"}; the payload is herald-load's.
+            ev.data
+                .as_deref()
+                .and_then(|d| serde_json::from_slice::<V2Data>(d).ok())
+                .and_then(|d| payload::decode(d.payload.as_bytes()))
+        } else {
+            ev.data.as_deref().and_then(payload::decode)
+        };
+        let Some(stamp) = stamp else {
             stats.error("unexpected_message");
             self.anomalies += 1;
             return None;
@@ -298,6 +319,7 @@ mod tests {
             publish_jwt: jwt,
             user_agent: "t".into(),
             event: "load_test_event".into(),
+            topics_per_connection: 0,
         }
     }
 

@@ -117,6 +117,9 @@ pub struct Target {
     pub user_agent: String,
     /// SSE event name of published messages (Herald only; Nchan sends unnamed events).
     pub event: String,
+    /// Herald v2: topics per subscription (its own and shared ones); 0 for v1's one topic.
+    #[serde(default)]
+    pub topics_per_connection: usize,
 }
 
 #[derive(Serialize)]
@@ -162,6 +165,18 @@ impl Target {
     /// `last_event_id` if given.
     pub fn subscribe_request(&self, u: &HttpUrl, sub: &str, last_event_id: Option<&str>) -> anyhow::Result<Vec<u8>> {
         let mut req = match self.kind {
+            TargetKind::Herald if self.topics_per_connection > 0 => {
+                // Topic names from herald-load are URL-safe ([a-z0-9-]): no escaping needed.
+                let token = self.sse_jwt.mint_granting_all(Some(sub))?;
+                let mut path = format!("{}?topic={sub}", u.path);
+                for i in 1..self.topics_per_connection {
+                    path.push_str(&format!("&topic=shared-{i}"));
+                }
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {token}\r\n",
+                    u.host, u.port
+                )
+            }
             TargetKind::Herald => {
                 let token = self.sse_jwt.mint(Some(sub))?;
                 format!(
@@ -263,6 +278,7 @@ mod tests {
             publish_jwt: jwt,
             user_agent: "herald-load".into(),
             event: "load_test_event".into(),
+            topics_per_connection: 0,
         }
     }
 

@@ -137,6 +137,7 @@ async fn start_mock() -> (Arc<Target>, Subscribers) {
         },
         user_agent: "test".into(),
         event: "load_test_event".into(),
+        topics_per_connection: 0,
     };
     let s = subs.clone();
     tokio::spawn(async move {

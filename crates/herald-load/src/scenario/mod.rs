@@ -70,6 +70,7 @@ impl RunContext {
             },
             user_agent: common.sse_user_agent.clone(),
             event: common.event.clone(),
+            topics_per_connection: common.topics_per_connection,
         };
         let run_id: String = (0..6)
             .map(|_| char::from_digit(fastrand::u32(0..36), 36).unwrap_or('0'))

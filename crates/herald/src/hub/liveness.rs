@@ -179,12 +179,15 @@ mod tests {
         o.push_message(
             super::super::outbox::Delivery {
                 index: 0,
-                message: crate::model::SharedMessage::replayed(crate::model::Message {
-                    id: crate::model::EventId(1),
-                    event: bytes::Bytes::from_static(b"e"),
-                    payload: bytes::Bytes::from_static(b"p"),
-                    accepted_ms: 950,
-                }),
+                message: crate::model::SharedMessage::replayed(
+                    crate::model::Topic::from_full_name("i-t"),
+                    crate::model::Message {
+                        id: crate::model::EventId(1),
+                        event: bytes::Bytes::from_static(b"e"),
+                        payload: bytes::Bytes::from_static(b"p"),
+                        accepted_ms: 950,
+                    },
+                ),
             },
             950,
         );

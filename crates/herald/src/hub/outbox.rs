@@ -263,12 +263,15 @@ mod tests {
     fn delivery(id: u64) -> Delivery {
         Delivery {
             index: 0,
-            message: SharedMessage::replayed(Message {
-                id: EventId(id),
-                event: Bytes::from_static(b"e"),
-                payload: Bytes::from_static(b"p"),
-                accepted_ms: 0,
-            }),
+            message: SharedMessage::replayed(
+                crate::model::Topic::from_full_name("i-t"),
+                Message {
+                    id: EventId(id),
+                    event: Bytes::from_static(b"e"),
+                    payload: Bytes::from_static(b"p"),
+                    accepted_ms: 0,
+                },
+            ),
         }
     }
 

@@ -65,6 +65,8 @@ impl Hub {
         index: u16,
     ) -> SubscriptionKey {
         let mut shard = self.shard(&topic);
+        topic_state(&mut shard, &topic, &self.stats);
+        let topic = super::interned(&shard, &topic);
         let state = topic_state(&mut shard, &topic, &self.stats);
         let slot = state.subscribers.insert(Subscriber { outbox, index });
         if resume != ResumeFrom::Live {
@@ -117,7 +119,10 @@ impl Hub {
         }
         let (replay, live) = merge_catch_up(resume, history, held);
         let replayed = replay.len() as u64;
-        let messages = replay.into_iter().map(SharedMessage::replayed).chain(live);
+        let messages = replay
+            .into_iter()
+            .map(|m| SharedMessage::replayed(key.topic.clone(), m))
+            .chain(live);
         let mut overflowed = false;
         for message in messages {
             if outbox.push_message(Delivery { index, message }, now_ms) != Push::Queued {
@@ -183,7 +188,7 @@ impl Hub {
                 }
                 state.last_delivered = carried.stream_id;
             }
-            let message = SharedMessage::live(carried.message.clone());
+            let message = SharedMessage::live(topic.clone(), carried.message.clone());
             for (slot, subscriber) in state.subscribers.iter() {
                 let outbox = &subscriber.outbox;
                 if let Some(c) = state.catching_up.iter_mut().find(|c| c.slot == slot) {

@@ -121,6 +121,8 @@ pub const WIRE_FORMATS: usize = 3;
 /// it, with its bytes in each wire format made once — by the first writer that needs them, outside
 /// any hub lock — and shared by every other writer of that format (DESIGN.md, "encode once").
 pub struct SharedMessage {
+    /// The topic it was published on (wire formats that name it cut the issuer's prefix).
+    topic: Topic,
     message: Message,
     /// [`crate::clock::monotonic_ns`] when a live message was accepted, for the publish-to-write
     /// latency; 0 for replayed messages, which are not measured.
@@ -129,18 +131,20 @@ pub struct SharedMessage {
 }
 
 impl SharedMessage {
-    /// A message being delivered live: its writes are measured.
-    pub fn live(message: Message) -> Arc<SharedMessage> {
+    /// A message of `topic` being delivered live: its writes are measured.
+    pub fn live(topic: Topic, message: Message) -> Arc<SharedMessage> {
         Arc::new(SharedMessage {
+            topic,
             message,
             live_since_ns: crate::clock::monotonic_ns(),
             encoded: Default::default(),
         })
     }
 
-    /// A message replayed from history.
-    pub fn replayed(message: Message) -> Arc<SharedMessage> {
+    /// A message of `topic` replayed from history.
+    pub fn replayed(topic: Topic, message: Message) -> Arc<SharedMessage> {
         Arc::new(SharedMessage {
+            topic,
             message,
             live_since_ns: 0,
             encoded: Default::default(),
@@ -150,6 +154,11 @@ impl SharedMessage {
     /// The message.
     pub fn message(&self) -> &Message {
         &self.message
+    }
+
+    /// Its topic.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
     }
 
     /// When the message was accepted live ([`crate::clock::monotonic_ns`]), if it was.

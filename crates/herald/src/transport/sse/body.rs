@@ -136,12 +136,15 @@ mod tests {
     fn message(id: u64) -> Delivery {
         Delivery {
             index: 0,
-            message: crate::model::SharedMessage::replayed(crate::model::Message {
-                id: crate::model::EventId(id),
-                event: Bytes::from_static(b"e"),
-                payload: Bytes::from_static(b"p"),
-                accepted_ms: 0,
-            }),
+            message: crate::model::SharedMessage::replayed(
+                crate::model::Topic::from_full_name("i-t"),
+                crate::model::Message {
+                    id: crate::model::EventId(id),
+                    event: Bytes::from_static(b"e"),
+                    payload: Bytes::from_static(b"p"),
+                    accepted_ms: 0,
+                },
+            ),
         }
     }
 

@@ -60,46 +60,42 @@ pub enum EventFormat {
     Herald(Box<HeraldEvents>),
 }
 
-/// What a v2 stream keeps to write its cursor: its topics and its position in each.
+/// What a v2 stream keeps to write its cursor: its position in each topic, little else (this
+/// is per connection, for the connection's whole life).
 #[derive(Debug)]
 pub struct HeraldEvents {
-    /// The connection's topics in canonical order (a delivery's index points here).
-    topics: Box<[Topic]>,
     /// The length of the issuer's namespace prefix (`"{issuer}-"`), cut from names on the wire.
     prefix_len: usize,
-    /// The last event id delivered on each topic, or its position when the stream opened.
+    /// The last event id delivered on each topic (a delivery's index points here), or its
+    /// position when the stream opened.
     positions: Box<[u64]>,
     /// [`cursor::topic_set_hash`] of the topics.
     hash: u64,
-    /// The topics (by index) the resume may have missed messages of: told once, at the opening.
-    gaps: Vec<u16>,
+    /// The names of the topics the resume may have missed messages of: told once, at the opening.
+    gaps: Option<Box<[String]>>,
 }
 
 impl HeraldEvents {
     /// The events of a stream on `topics` (canonical order) of `issuer`, starting at `positions`.
-    pub fn new(topics: Box<[Topic]>, issuer: &str, positions: Box<[u64]>) -> HeraldEvents {
-        let hash = cursor::topic_set_hash(&topics);
+    pub fn new(topics: &[Topic], issuer: &str, positions: Box<[u64]>) -> HeraldEvents {
         HeraldEvents {
-            topics,
             prefix_len: issuer.len() + 1,
             positions,
-            hash,
-            gaps: Vec::new(),
+            hash: cursor::topic_set_hash(topics),
+            gaps: None,
         }
     }
 
-    /// Tells the stream, at its opening, that its resume may have missed messages of these topics.
-    pub fn with_gaps(mut self, gaps: Vec<u16>) -> HeraldEvents {
-        self.gaps = gaps;
+    /// Tells the stream, at its opening, that its resume may have missed messages of these topics
+    /// (`indexes` into `topics`).
+    pub fn with_gaps(mut self, topics: &[Topic], indexes: &[u16]) -> HeraldEvents {
+        let names: Box<[String]> = indexes
+            .iter()
+            .filter_map(|&i| topics.get(usize::from(i))?.as_str().get(self.prefix_len..))
+            .map(str::to_owned)
+            .collect();
+        self.gaps = (!names.is_empty()).then_some(names);
         self
-    }
-
-    /// The names (as the client gave them) of the topics at `indexes`.
-    fn names<'a>(&'a self, indexes: &'a [u16]) -> impl Iterator<Item = &'a str> + 'a {
-        indexes.iter().filter_map(|&i| {
-            let topic = self.topics.get(usize::from(i))?;
-            topic.as_str().get(self.prefix_len..)
-        })
     }
 
     /// The cursor of the current positions.
@@ -112,13 +108,13 @@ impl HeraldEvents {
     /// Appends one event: the per-connection `id:` line (in `scratch`), then the shared rest.
     fn push(&mut self, d: &Delivery, framing: Framing, scratch: &mut BytesMut, out: &mut Vec<Bytes>) {
         let index = usize::from(d.index);
-        let Some(topic) = self.topics.get(index) else {
+        if index >= self.positions.len() {
             return;
-        };
-        let name = topic.as_str().get(self.prefix_len..).unwrap_or("");
-        let shared = d
-            .message
-            .encoded(WireFormat::HeraldSse.slot(), |m| herald_event(m, name));
+        }
+        let prefix_len = self.prefix_len;
+        let shared = d.message.encoded(WireFormat::HeraldSse.slot(), |m| {
+            herald_event(m, d.message.topic().as_str().get(prefix_len..).unwrap_or(""))
+        });
         self.positions[index] = d.message.message().id.0;
         let mut id = String::with_capacity(16 + 8 * self.positions.len());
         id.push_str("id: ");
@@ -189,10 +185,8 @@ impl EventFormat {
             EventFormat::Neurow => {}
             EventFormat::Herald(events) => {
                 let mut pieces = vec![format!("id: {}\n\n", events.cursor())];
-                let gaps = std::mem::take(&mut events.gaps);
-                if !gaps.is_empty() {
+                if let Some(topics) = events.gaps.take() {
                     // Before the replay: which topics it cannot prove complete.
-                    let topics: Vec<&str> = events.names(&gaps).collect();
                     let data = serde_json::json!({ "topics": topics });
                     pieces.push(format!("event: history_gap\ndata: {data}\n\n"));
                 }
@@ -226,15 +220,18 @@ mod tests {
     use super::*;
     use crate::model::{EventId, SharedMessage};
 
-    fn delivery(index: u16, id: u64, payload: &'static str) -> Delivery {
+    fn delivery(topic: &Topic, index: u16, id: u64, payload: &'static str) -> Delivery {
         Delivery {
             index,
-            message: SharedMessage::replayed(Message {
-                id: EventId(id),
-                event: Bytes::from_static(b"update"),
-                payload: Bytes::from_static(payload.as_bytes()),
-                accepted_ms: 0,
-            }),
+            message: SharedMessage::replayed(
+                topic.clone(),
+                Message {
+                    id: EventId(id),
+                    event: Bytes::from_static(b"update"),
+                    payload: Bytes::from_static(payload.as_bytes()),
+                    accepted_ms: 0,
+                },
+            ),
         }
     }
 
@@ -244,12 +241,16 @@ mod tests {
 
     #[test]
     fn herald_events_carry_the_cursor_and_a_json_envelope() {
-        let topics: Box<[Topic]> = ["a", "b"].iter().map(|n| Topic::namespaced("app-1", n)).collect();
+        let topics: Vec<Topic> = ["a", "b"].iter().map(|n| Topic::namespaced("app-1", n)).collect();
         let hash = cursor::topic_set_hash(&topics);
-        let mut format = EventFormat::Herald(Box::new(HeraldEvents::new(topics, "app-1", Box::new([5, 9]))));
+        let mut format = EventFormat::Herald(Box::new(HeraldEvents::new(&topics, "app-1", Box::new([5, 9]))));
         let mut out = Vec::new();
         format.opening(Framing::Raw, &mut out);
-        format.deliveries(&[delivery(0, 12, "he said \"hi\"\n")], Framing::Raw, &mut out);
+        format.deliveries(
+            &[delivery(&topics[0], 0, 12, "he said \"hi\"\n")],
+            Framing::Raw,
+            &mut out,
+        );
         let mut after = String::new();
         cursor::encode(hash, &[12, 9], &mut after);
         let mut before = String::new();
@@ -264,10 +265,10 @@ mod tests {
 
     #[test]
     fn chunked_herald_events_declare_their_whole_length() {
-        let topics: Box<[Topic]> = vec![Topic::namespaced("i", "t")].into_boxed_slice();
-        let mut format = EventFormat::Herald(Box::new(HeraldEvents::new(topics, "i", Box::new([0]))));
+        let topics = [Topic::namespaced("i", "t")];
+        let mut format = EventFormat::Herald(Box::new(HeraldEvents::new(&topics, "i", Box::new([0]))));
         let mut out = Vec::new();
-        format.deliveries(&[delivery(0, 7, "x")], Framing::Chunked, &mut out);
+        format.deliveries(&[delivery(&topics[0], 0, 7, "x")], Framing::Chunked, &mut out);
         let wire = text(&out);
         let (size, rest) = wire.split_once("\r\n").unwrap();
         let event = rest.strip_suffix("\r\n").unwrap();
