@@ -1,6 +1,6 @@
 //! The node's core as every face uses it: publish, read a topic's history, open a connection,
-//! issue and redeem tickets — one call each, whether the node works alone or in a cluster over Redis. Faces
-//! never branch on the backplane; this module does, once.
+//! issue and redeem tickets — one call each, whether the node works alone or in a cluster over
+//! Redis. Faces never branch on the backplane; this module does, once.
 
 mod connection;
 mod tickets;
@@ -32,7 +32,8 @@ pub struct Node {
 
 impl Node {
     /// Accepts `messages` on `topic`, in order, and returns their ids. On a cluster node the
-    /// messages are accepted once Redis has them; an error means none of them was.
+    /// messages are accepted once Redis has them; after an error the node cannot say whether Redis
+    /// applied them (a timeout can hide a success), so the caller answers 503 and promises nothing.
     pub async fn publish(&self, topic: &Topic, messages: &[NewMessage]) -> Result<Vec<EventId>, BackplaneError> {
         match &self.backplane {
             Backplane::Local => Ok(self.hub.publish(topic, messages)),
