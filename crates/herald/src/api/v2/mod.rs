@@ -191,7 +191,7 @@ impl PublicApi {
                 401,
                 "missing_token",
                 format!(
-                    "no token: send Authorization: Bearer, the access_token query parameter, or the {} cookie",
+                    "no token: send Authorization: Bearer, the access_token or ticket query parameter, or the {} cookie",
                     self.v2.token_cookie
                 ),
             )));
