@@ -21,7 +21,8 @@
 #   STEP_DURATION      one-to-one seconds per rate [5]
 #   P99_BOUND_MS       one-to-one latency bound [50]
 #   SCENARIOS          subset to run [idle broadcast-window broadcast-rate one-to-one storm];
-#                      also idle-multi (Herald v2: TOPICS topics per stream [8])
+#                      also idle-multi and broadcast-multi (Herald v2: TOPICS topics per
+#                      stream [8])
 #   TARGETS            [herald nchan]
 #   QUIET_PCT          before each run, wait until the machine's other load is under this % of
 #                      one core for 2 s [25]; QUIET_MAX_WAIT bounds the wait, s [60]
@@ -170,6 +171,15 @@ for rep in $(seq 1 "$REPEAT"); do
                 fi
                 ;;
             broadcast-window) tool "$target-broadcast-window-$rep" broadcast --duration "$DURATION" ;;
+            broadcast-multi)
+                # Herald v2 only: the broadcast topic is one of TOPICS topics of every stream.
+                if [ "$target" = herald ]; then
+                    saved=("${TOOL_ENV[@]}")
+                    TOOL_ENV+=("SSE_URL=http://127.0.0.1:$SUB_PORT/v2/subscribe" "TOPICS_PER_CONNECTION=${TOPICS:-8}")
+                    tool "$target-broadcast-${TOPICS:-8}-topics-$rep" broadcast --duration "$DURATION"
+                    TOOL_ENV=("${saved[@]}")
+                fi
+                ;;
             broadcast-rate) tool "$target-broadcast-rate-$rep" broadcast --duration "$DURATION" --rate "$RATE" ;;
             one-to-one)
                 tool "$target-one-to-one-$rep" one-to-one --rates "$RATES" \
