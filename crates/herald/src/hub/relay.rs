@@ -65,9 +65,7 @@ impl Hub {
         index: u16,
     ) -> SubscriptionKey {
         let mut shard = self.shard(&topic);
-        topic_state(&mut shard, &topic, &self.stats);
-        let topic = super::interned(&shard, &topic);
-        let state = topic_state(&mut shard, &topic, &self.stats);
+        let (topic, state) = topic_state(&mut shard, &topic, &self.stats);
         let slot = state.subscribers.insert(Subscriber { outbox, index });
         if resume != ResumeFrom::Live {
             state.catching_up.push(CatchingUp {
