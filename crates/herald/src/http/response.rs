@@ -105,26 +105,18 @@ pub fn credentialed(mut headers: Vec<(&'static str, String)>, origin: &str) -> V
 /// A v2 JSON answer (a long-poll's), never cached, with CORS for `origin` (with credentials)
 /// when the request came from an allowed one.
 pub fn json_ok(body: Bytes, origin: Option<&str>) -> Reply {
-    let mut headers = vec![
-        ("content-type", "application/json".to_owned()),
-        ("cache-control", "no-store".to_owned()),
-    ];
-    match origin {
-        Some(origin) => headers = credentialed(headers, origin),
-        None => headers.push(("access-control-allow-origin", "*".to_owned())),
-    }
-    Reply {
-        status: 200,
-        headers,
-        body,
-        close: false,
-    }
+    json(200, body, origin, false)
 }
 
 /// A v2 error: `{"errors":[{"error_code","error_message"}]}` as JSON, with CORS for `origin` (with
 /// credentials) when the request came from an allowed one. The connection closes after it.
 pub fn json_error(status: u16, code: &str, message: &str, origin: Option<&str>) -> Reply {
     let body = serde_json::json!({"errors": [{"error_code": code, "error_message": message}]}).to_string();
+    json(status, body.into(), origin, true)
+}
+
+/// A JSON reply of the v2 face: never cached, CORS as [`json_ok`] says.
+fn json(status: u16, body: Bytes, origin: Option<&str>, close: bool) -> Reply {
     let mut headers = vec![
         ("content-type", "application/json".to_owned()),
         ("cache-control", "no-store".to_owned()),
@@ -136,8 +128,8 @@ pub fn json_error(status: u16, code: &str, message: &str, origin: Option<&str>) 
     Reply {
         status,
         headers,
-        body: body.into(),
-        close: true,
+        body,
+        close,
     }
 }
 
