@@ -84,7 +84,6 @@ impl PublicApi {
             unreachable!("checked above");
         };
         let HeraldRequest { topics, positions, .. } = *herald;
-        let topic_names: Vec<_> = topics.iter().map(|t| t.as_str().to_owned()).collect();
         let hash = cursor::topic_set_hash(&topics);
         let Opened {
             connection,
@@ -121,7 +120,7 @@ impl PublicApi {
                 body.push(b',');
             }
             let index = usize::from(d.index);
-            let name = topic_names[index].get(prefix_len..).unwrap_or("");
+            let name = d.message.topic().as_str().get(prefix_len..).unwrap_or("");
             body.extend_from_slice(d.message.encoded(WireFormat::Json.slot(), |m| json_message(m, name)));
             positions[index] = d.message.message().id.0;
         }
@@ -129,7 +128,7 @@ impl PublicApi {
         cursor::encode(hash, &positions, &mut next);
         let gap: Vec<&str> = gaps
             .iter()
-            .filter_map(|&i| topic_names.get(usize::from(i))?.get(prefix_len..))
+            .filter_map(|&i| topics.get(usize::from(i))?.as_str().get(prefix_len..))
             .collect();
         let gap = serde_json::to_string(&gap).expect("JSON of strings cannot fail");
         body.extend_from_slice(format!("],\"cursor\":\"{next}\",\"more\":{more},\"gap\":{gap}}}").as_bytes());
