@@ -102,25 +102,41 @@ pub fn drop_disturbed(results: Vec<RunResult>, max_other_pct: Option<f64>) -> (V
 
 /// Renders the comparison of `results`.
 pub fn table(results: &[RunResult], markdown: bool) -> String {
-    // (scenario, mode, target) -> runs
-    let mut groups: BTreeMap<(String, String, TargetKind), Vec<&RunResult>> = BTreeMap::new();
+    // (scenario, mode, topics a connection (0: one, as v1), target) -> runs
+    type Key = (String, String, u64, TargetKind);
+    let topics_of = |r: &RunResult| r.metrics.get("topics_per_connection").map_or(0, |&n| n as u64);
+    let mut groups: BTreeMap<Key, Vec<&RunResult>> = BTreeMap::new();
     for r in results {
         groups
-            .entry((r.scenario.clone(), r.mode.clone(), r.target))
+            .entry((r.scenario.clone(), r.mode.clone(), topics_of(r), r.target))
             .or_default()
             .push(r);
     }
-    let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut variants: Vec<(&str, &str, u64, &[Metric])> = Vec::new();
     for (scenario, mode, metrics) in HEADLINES {
-        let get = |t: TargetKind| groups.get(&(scenario.to_string(), mode.to_string(), t));
+        let mut topics: Vec<u64> = groups
+            .keys()
+            .filter(|k| k.0 == *scenario && k.1 == *mode)
+            .map(|k| k.2)
+            .collect();
+        topics.dedup();
+        variants.extend(topics.into_iter().map(|t| (*scenario, *mode, t, *metrics)));
+    }
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for (scenario, mode, topics, metrics) in variants {
+        let get = |t: TargetKind| groups.get(&(scenario.to_owned(), mode.to_owned(), topics, t));
         let (herald, nchan) = (get(TargetKind::Herald), get(TargetKind::Nchan));
-        if herald.is_none() && nchan.is_none() {
-            continue;
-        }
-        let name = if mode.is_empty() {
-            scenario.to_string()
+        let detail: Vec<String> = [
+            (!mode.is_empty()).then(|| mode.to_owned()),
+            (topics > 0).then(|| format!("v2, {topics} topic{}", if topics == 1 { "" } else { "s" })),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let name = if detail.is_empty() {
+            scenario.to_owned()
         } else {
-            format!("{scenario} ({mode})")
+            format!("{scenario} ({})", detail.join(", "))
         };
         for (metric, better) in metrics.iter() {
             let med = |runs: Option<&Vec<&RunResult>>| {

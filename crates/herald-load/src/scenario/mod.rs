@@ -148,7 +148,7 @@ impl RunContext {
 
     /// An empty result for `scenario`.
     pub fn result(&self, scenario: &str, mode: &str, connections: u64, workers: usize) -> RunResult {
-        RunResult::new(
+        let mut result = RunResult::new(
             scenario,
             mode,
             self.common.target,
@@ -156,7 +156,12 @@ impl RunContext {
             &self.run_id,
             connections,
             workers,
-        )
+        );
+        if self.common.topics_per_connection > 0 {
+            // The table keeps multi-topic runs apart from one-topic runs of the same scenario.
+            result.set("topics_per_connection", self.common.topics_per_connection as f64);
+        }
+        result
     }
 }
 
