@@ -50,10 +50,27 @@ proptest! {
         use herald::model::cursor::{decode, encode, topic_set_hash};
         let topics: Vec<_> = (0..positions.len()).map(|i| herald::model::Topic::namespaced("i", &i.to_string())).collect();
         let hash = topic_set_hash(&topics);
-        let mut s = String::new();
-        encode(hash, &positions, &mut s);
-        prop_assert!(s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.'));
+        let s = encode(hash, &positions);
+        prop_assert!(s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.' || b == b'-'));
         prop_assert_eq!(decode(&s, hash, positions.len()), Ok(positions));
+    }
+
+    #[test]
+    fn a_cursor_moved_topic_by_topic_decodes_to_its_positions(
+        start in proptest::collection::vec(any::<u64>(), 2..16),
+        moves in proptest::collection::vec((any::<usize>(), any::<u64>()), 0..32),
+    ) {
+        use herald::model::cursor::{Cursor, decode, topic_set_hash};
+        let topics: Vec<_> = (0..start.len()).map(|i| herald::model::Topic::namespaced("i", &i.to_string())).collect();
+        let hash = topic_set_hash(&topics);
+        let mut cursor = Cursor::new(hash, &start);
+        let mut positions = start.clone();
+        for (index, position) in moves {
+            let index = index % positions.len();
+            prop_assert!(cursor.set(index, position));
+            positions[index] = position;
+            prop_assert_eq!(decode(cursor.as_str(), hash, positions.len()), Ok(positions.clone()));
+        }
     }
 
     #[test]

@@ -800,3 +800,76 @@ fn after_a_restart_a_resume_is_told_its_history_was_forgotten() {
     // Only a had a position: b's was 0, nothing it could have missed is provable either way.
     assert_eq!(sse.next_event(), "event: history_gap\ndata: {\"topics\":[\"a\"]}\n\n");
 }
+
+#[test]
+fn on_a_cluster_a_resume_is_told_its_gaps_by_any_node() {
+    let redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 2, &[("HISTORY_MAX_MESSAGES_PER_TOPIC", "2")]);
+    let t = token(json!({"topics": ["a", "b"]}));
+    publish(&nodes[0], "a", "a1");
+    // The position after a1 (b has none).
+    let after_a1 = poll(&nodes[0], &t, "topic=a&topic=b")["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // a keeps its last two of a2, a3, a4: a2 is gone, so a resume after a1 is incomplete on a.
+    for p in ["a2", "a3", "a4"] {
+        publish(&nodes[1], "a", p);
+    }
+    publish(&nodes[1], "b", "b1");
+
+    // A stream on the other node: the gap on a is told before a's replay, none on b.
+    let mut sse = subscribe(
+        &nodes[1],
+        "topic=a&topic=b",
+        &format!("{}last-event-id: {after_a1}\r\n", bearer(&t)),
+    );
+    assert_eq!(sse.response.status, 200);
+    opening_cursor(&mut sse);
+    let mut order = Vec::new();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while got.len() < 3 && std::time::Instant::now() < deadline {
+        let e = sse.next_message();
+        if e.starts_with("event: history_gap\n") {
+            assert_eq!(e, "event: history_gap\ndata: {\"topics\":[\"a\"]}\n\n");
+            order.push("gap a".to_owned());
+        } else {
+            let m = parse(&e);
+            order.push(m.topic.clone());
+            got.push(m);
+        }
+    }
+    let gap_at = order.iter().position(|e| e == "gap a").expect("the gap on a is told");
+    let first_a = order.iter().position(|e| e == "a").expect("a is replayed");
+    assert!(gap_at < first_a, "{order:?}");
+    assert_eq!(order.iter().filter(|e| e.starts_with("gap")).count(), 1, "{order:?}");
+    let mut per_topic = topic_payloads(&got);
+    per_topic.sort();
+    assert_eq!(per_topic, pairs(&[("a", "a3"), ("a", "a4"), ("b", "b1")]));
+    let latest = got.last().unwrap().cursor.clone();
+    sse.expect_silence(Duration::from_millis(200));
+    drop(sse);
+
+    // A poll on either node says it in its answer; from the newest position, no alarm.
+    for node in &nodes {
+        let answer = poll(node, &t, &format!("topic=a&topic=b&cursor={after_a1}&timeout=0"));
+        assert_eq!(answer["gap"], json!(["a"]), "{answer}");
+        let answer = poll(node, &t, &format!("topic=a&topic=b&cursor={latest}&timeout=0"));
+        assert_eq!(answer["gap"], json!([]), "{answer}");
+    }
+    let mut quiet = subscribe(
+        &nodes[0],
+        "topic=a&topic=b",
+        &format!("{}last-event-id: {latest}\r\n", bearer(&t)),
+    );
+    opening_cursor(&mut quiet);
+    quiet.expect_silence(Duration::from_millis(300));
+    drop(quiet);
+
+    // Redis forgot everything (flushed, as after a restart without persistence): neither topic
+    // can be proven complete after a position it had.
+    common::redis::redis_cli(redis.port, &["FLUSHALL"]);
+    let answer = poll(&nodes[1], &t, &format!("topic=a&topic=b&cursor={latest}&timeout=0"));
+    assert_eq!(answer["gap"], json!(["a", "b"]), "{answer}");
+}

@@ -510,5 +510,5 @@ async fn resubscribe_and_read(
     topic: &Topic,
 ) -> Result<Vec<Carried>, BackplaneError> {
     bounded(conn.ssubscribe(channel(topic.as_str()))).await?;
-    backplane.history(topic).await
+    Ok(backplane.history(topic).await?.entries)
 }

@@ -136,7 +136,7 @@ pub(super) async fn run(
             while let Some((topic, read)) = reads.next().await {
                 match read {
                     Ok(history) => {
-                        hub.deliver(&topic, &history);
+                        hub.deliver(&topic, &history.entries);
                         BackplaneStats::count(&backplane.stats().caught_up_topics);
                     }
                     Err(e) => {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use self::redis::RedisBackplane;
+pub use self::redis::{RedisBackplane, SharedHistory};
 pub use membership::Nodes;
 
 /// Longest wait for any one Redis command, so a publish or an admin route never hangs on an

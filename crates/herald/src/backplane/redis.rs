@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::connection::Servers;
 use super::listener::{self, Interest};
 use super::membership::{HEARTBEAT_SCRIPT, LIVE_SCRIPT, NODES_KEY};
-use super::scripts::{self, LAST_ID_MIN_TTL_MS};
+use super::scripts::{self, LAST_ID_GRACE_MS};
 use super::shard::shard_of;
 use super::wire::{Carried, StreamId};
 use super::{BackplaneError, BackplaneStats, COMMAND_TIMEOUT, bounded, cluster_listener};
@@ -136,7 +136,7 @@ impl RedisBackplane {
             .arg(scripts::channel(t))
             .arg(cap)
             .arg(ttl_ms)
-            .arg(ttl_ms.max(LAST_ID_MIN_TTL_MS))
+            .arg(ttl_ms + LAST_ID_GRACE_MS)
             // Sharded pub/sub keeps a message on the shard that owns the topic's slot, where a
             // plain PUBLISH would cross the whole cluster bus.
             .arg(if self.config.redis_cluster {
@@ -170,11 +170,9 @@ impl RedisBackplane {
         bounded(invocation.invoke_async(&mut conn)).await
     }
 
-    /// The retained messages of `topic` from the shared history, oldest first (stream order).
-    pub async fn history(&self, topic: &Topic) -> Result<Vec<Carried>, BackplaneError> {
-        if !self.retention.enabled() {
-            return Ok(Vec::new());
-        }
+    /// The retained messages of `topic` from the shared history, oldest first (stream order),
+    /// and through which id its messages are gone.
+    pub async fn history(&self, topic: &Topic) -> Result<SharedHistory, BackplaneError> {
         let read = self.read_history(topic).await;
         if read.is_err() {
             BackplaneStats::count(&self.stats.history_errors);
@@ -182,16 +180,24 @@ impl RedisBackplane {
         read
     }
 
-    async fn read_history(&self, topic: &Topic) -> Result<Vec<Carried>, BackplaneError> {
+    async fn read_history(&self, topic: &Topic) -> Result<SharedHistory, BackplaneError> {
+        let ttl_ms = if self.retention.enabled() {
+            self.retention.ttl_ms
+        } else {
+            0
+        };
         let mut conn = self.servers.for_topic(topic.as_str()).await?;
         let reply: Value = bounded(
             HISTORY
                 .key(scripts::stream_key(topic.as_str()))
-                .arg(self.retention.ttl_ms)
+                .key(scripts::last_id_key(topic.as_str()))
+                .arg(ttl_ms)
                 .invoke_async(&mut conn),
         )
         .await?;
-        entries(reply).ok_or(BackplaneError::Unexpected("XRANGE answered in an unexpected shape"))
+        shared_history(reply).ok_or(BackplaneError::Unexpected(
+            "the history script answered in an unexpected shape",
+        ))
     }
 
     /// The newest event id `topic` has used (0 when it has none, or it was forgotten).
@@ -342,6 +348,41 @@ impl RedisBackplane {
 
 /// Stream entries as XRANGE returns them: `[[id, [field, value, ...]], ...]`, with the fields the
 /// publish script writes. `None` when the shape or a field is not what the script writes.
+/// A topic's shared history as [`scripts::HISTORY`] reads it.
+#[derive(Debug, Default)]
+pub struct SharedHistory {
+    /// The retained messages, oldest first (stream order).
+    pub entries: Vec<Carried>,
+    /// The highest id of a message no longer retained, 0 when none is gone; `None` when Redis
+    /// knows nothing of the topic, so no resume from a position above 0 can be proven complete.
+    pub gone_through: Option<u64>,
+}
+
+impl SharedHistory {
+    /// Whether a resume from `position` may have missed a message (DESIGN.md promise 4), as
+    /// the single node's `TopicState::gap_after` says it.
+    pub fn gap_after(&self, position: i128) -> bool {
+        match self.gone_through {
+            Some(gone) => i128::from(gone) > position,
+            None => position > 0,
+        }
+    }
+}
+
+fn shared_history(reply: Value) -> Option<SharedHistory> {
+    let Value::Array(mut parts) = reply else {
+        return None;
+    };
+    let gone = parts.pop()?;
+    let entries = entries(parts.pop()?)?;
+    let gone_through = match gone {
+        Value::Nil => None,
+        Value::BulkString(id) => Some(std::str::from_utf8(&id).ok()?.parse().ok()?),
+        _ => return None,
+    };
+    Some(SharedHistory { entries, gone_through })
+}
+
 fn entries(reply: Value) -> Option<Vec<Carried>> {
     let Value::Array(entries) = reply else {
         return None;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::RedisBackplane;
 use super::listener::jitter;
-use super::wire::Carried;
+use super::redis::SharedHistory;
 use crate::hub::outbox::Outbox;
 use crate::hub::{Hub, SubscriptionKey};
 use crate::model::ResumeFrom;
@@ -36,7 +36,11 @@ impl RedisBackplane {
         let mut waiting = false;
         let outcome = loop {
             if let Some(history) = self.read_for_catch_up(key).await {
-                hub.finish_catch_up(key, outbox, resume, history);
+                let gap = match resume {
+                    ResumeFrom::After(position) => history.gap_after(position),
+                    ResumeFrom::Live => false,
+                };
+                hub.finish_catch_up(key, outbox, resume, history.entries, gap);
                 break "caught up";
             }
             if !hub.holds(key, outbox) {
@@ -74,7 +78,7 @@ impl RedisBackplane {
 
     /// One try: listen to the topic's channel first (so nothing published after the read is
     /// missed), then read its history. `None` when Redis could not do either.
-    async fn read_for_catch_up(&self, key: &SubscriptionKey) -> Option<Vec<Carried>> {
+    async fn read_for_catch_up(&self, key: &SubscriptionKey) -> Option<SharedHistory> {
         if !self.ensure_listening(key.topic()).await {
             return None;
         }

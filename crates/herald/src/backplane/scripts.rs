@@ -25,9 +25,12 @@ pub fn channel(topic: &str) -> String {
     format!("herald:{{{topic}}}")
 }
 
-/// How long the `last` key outlives the last publish when history is off, in ms: server ids must
-/// keep increasing across a burst even with no stream to remember them.
-pub const LAST_ID_MIN_TTL_MS: u64 = 60_000;
+/// How long the `last` key outlives the last publish beyond the message TTL, in ms. Server ids
+/// must keep increasing across a burst even with no stream to remember them, and a client that
+/// resumes within this long after a topic's whole history expired is told exactly whether it
+/// missed something (the key says what the newest message was) rather than warned of a gap it
+/// cannot rule out. About 100 bytes of Redis memory a topic, for an hour.
+pub const LAST_ID_GRACE_MS: u64 = 3_600_000;
 
 /// Publishes a batch on one topic.
 ///
@@ -36,6 +39,10 @@ pub const LAST_ID_MIN_TTL_MS: u64 = 60_000;
 /// command (`PUBLISH`, or `SPUBLISH` on a Redis Cluster: the channel shares the keys' slot), then
 /// for each message: event, payload, publisher timestamp ('' when the server assigns the id).
 /// Returns the event ids, as strings, in order.
+///
+/// Each entry also records `b`, the highest id the topic had before it. Trimming (by the cap or
+/// the TTL) always removes the oldest entries, so the first entry still retained says through
+/// which id messages are gone: what [`HISTORY`] needs to tell a resuming client of a gap.
 pub const PUBLISH: &str = r"
 local function gt(a, b)
   if #a ~= #b then return #a > #b end
@@ -61,10 +68,11 @@ for i = 6, #ARGV, 3 do
     id = incr(last)
     if gt(now, id) then id = now end
   end
+  local before = last
   if gt(id, last) then last = id end
   local sid = '0-0'
   if keep then
-    sid = redis.call('XADD', KEYS[1], 'MAXLEN', cap, '*', 'id', id, 'at', now, 'e', event, 'p', payload)
+    sid = redis.call('XADD', KEYS[1], 'MAXLEN', cap, '*', 'id', id, 'at', now, 'e', event, 'p', payload, 'b', before)
   end
   out[#out + 1] = sid .. ' ' .. id .. ' ' .. now .. ' ' .. #event .. ' ' .. #payload .. '\n' .. event .. payload
   ids[#ids + 1] = id
@@ -78,13 +86,31 @@ redis.call(ARGV[5], ARGV[1], table.concat(out))
 return ids
 ";
 
-/// The retained messages of a topic: stream entries younger than the TTL, oldest first.
+/// The retained messages of a topic, and through which id its messages are gone.
 ///
-/// KEYS[1] stream. ARGV[1] message TTL in ms. Returns XRANGE's reply.
+/// KEYS[1] stream, KEYS[2] last id. ARGV[1] message TTL in ms (0: no history). Returns
+/// `{entries, gone}`: XRANGE's reply for the entries younger than the TTL, oldest first; and the
+/// highest id of a message no longer retained (trimmed, expired, or never kept), as a string —
+/// the first retained entry's `b`, or the last id when nothing is retained — or `false` when
+/// Redis knows nothing of the topic (never published, or forgotten) or an entry predates `b`.
 pub const HISTORY: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('XRANGE', KEYS[1], string.format('%d', now - tonumber(ARGV[1]) + 1), '+')
+local ttl = tonumber(ARGV[1])
+local entries = {}
+if ttl > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  entries = redis.call('XRANGE', KEYS[1], string.format('%d', now - ttl + 1), '+')
+end
+local gone = false
+if #entries > 0 then
+  local fields = entries[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'b' then gone = fields[i + 1] end
+  end
+else
+  gone = redis.call('GET', KEYS[2])
+end
+return {entries, gone}
 ";
 
 #[cfg(test)]

@@ -91,8 +91,7 @@ impl Subscription {
                     origin,
                 } = *herald;
                 let positions = positions.unwrap_or_else(|| heads.iter().map(|h| h.0).collect());
-                let events =
-                    HeraldEvents::new(&topics, &request.issuer, positions.into_boxed_slice()).with_gaps(&topics, &gaps);
+                let events = HeraldEvents::new(&topics, &request.issuer, &positions).with_gaps(&topics, &gaps);
                 (EventFormat::Herald(Box::new(events)), origin)
             }
         };

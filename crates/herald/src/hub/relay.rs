@@ -80,13 +80,15 @@ impl Hub {
     }
 
     /// Queues the replay and the held live messages of a catching-up subscription, then makes it
-    /// live. Harmless if the subscription is gone.
+    /// live; first a [`SharedMessage::gap_notice`] when `gap` (the shared history cannot prove the
+    /// replay complete). Harmless if the subscription is gone.
     pub fn finish_catch_up(
         &self,
         key: &SubscriptionKey,
         outbox: &Arc<Outbox>,
         resume: ResumeFrom,
         history: Vec<Carried>,
+        gap: bool,
     ) {
         let now_ms = self.clock.now_ms();
         let mut shard = self.shard(&key.topic);
@@ -117,10 +119,13 @@ impl Hub {
         }
         let (replay, live) = merge_catch_up(resume, history, held);
         let replayed = replay.len() as u64;
-        let messages = replay
-            .into_iter()
-            .map(|m| SharedMessage::replayed(key.topic.clone(), m))
-            .chain(live);
+        let notice = gap.then(|| SharedMessage::gap_notice(key.topic.clone()));
+        let messages = notice.into_iter().chain(
+            replay
+                .into_iter()
+                .map(|m| SharedMessage::replayed(key.topic.clone(), m))
+                .chain(live),
+        );
         let mut overflowed = false;
         for message in messages {
             if outbox.push_message(Delivery { index, message }, now_ms) != Push::Queued {
@@ -348,6 +353,27 @@ mod tests {
         assert_eq!(live, [1, 2]);
     }
 
+    #[test]
+    fn a_gap_is_noticed_before_the_replay() {
+        let hub = relay_hub();
+        let topic = Topic::from_full_name("i-t");
+        let outbox = Arc::new(Outbox::new(16, 0, u64::MAX));
+        let key = hub.subscribe_relayed(topic.clone(), ResumeFrom::After(5), outbox.clone(), 3);
+        hub.finish_catch_up(
+            &key,
+            &outbox,
+            ResumeFrom::After(5),
+            vec![carried(1, 10), carried(2, 20)],
+            true,
+        );
+        let mut taken = Vec::new();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(outbox.poll_take(&mut cx, &mut taken).is_ready());
+        assert!(taken[0].message.is_gap_notice() && taken[0].index == 3);
+        let ids: Vec<u64> = taken[1..].iter().map(|d| d.message.message().id.0).collect();
+        assert_eq!(ids, [10, 20]);
+    }
+
     /// The history read and the channel use different connections: the read may contain a
     /// message whose live copy arrives only after the catch-up finished. It must not be queued
     /// twice, while a newer message, and other subscribers, are served as usual.
@@ -365,6 +391,7 @@ mod tests {
             &resuming,
             ResumeFrom::After(0),
             vec![carried(1, 10), carried(2, 20)],
+            false,
         );
         assert_eq!(resuming.depth(), 2);
         hub.deliver(&topic, &[carried(1, 10), carried(2, 20)]);

@@ -127,6 +127,8 @@ pub struct SharedMessage {
     /// [`crate::clock::monotonic_ns`] when a live message was accepted, for the publish-to-write
     /// latency; 0 for replayed messages, which are not measured.
     live_since_ns: u64,
+    /// Whether this is not a message but a [`SharedMessage::gap_notice`].
+    gap_notice: bool,
     encoded: [std::sync::OnceLock<Bytes>; WIRE_FORMATS],
 }
 
@@ -137,6 +139,7 @@ impl SharedMessage {
             topic,
             message,
             live_since_ns: crate::clock::monotonic_ns(),
+            gap_notice: false,
             encoded: Default::default(),
         })
     }
@@ -147,8 +150,34 @@ impl SharedMessage {
             topic,
             message,
             live_since_ns: 0,
+            gap_notice: false,
             encoded: Default::default(),
         })
+    }
+
+    /// Not a message: a notice that a subscription to `topic` resumed from a position older than
+    /// its history can prove complete (DESIGN.md promise 4). On a cluster node the replay reaches
+    /// the connection after its stream opened, so the notice travels the outbox the same way,
+    /// just before the topic's replay, and the client hears of the gap first. Wire formats with
+    /// no gap event (Neurow's) skip it; it has no id and moves no cursor.
+    pub fn gap_notice(topic: Topic) -> Arc<SharedMessage> {
+        Arc::new(SharedMessage {
+            topic,
+            message: Message {
+                id: EventId(0),
+                event: Bytes::new(),
+                payload: Bytes::new(),
+                accepted_ms: 0,
+            },
+            live_since_ns: 0,
+            gap_notice: true,
+            encoded: Default::default(),
+        })
+    }
+
+    /// Whether this is a [`SharedMessage::gap_notice`] rather than a message.
+    pub fn is_gap_notice(&self) -> bool {
+        self.gap_notice
     }
 
     /// The message.

@@ -32,8 +32,10 @@ pub struct Opened {
     /// Each topic's newest event id when it was subscribed (0 when unknown or none): where a
     /// client that has received nothing yet resumes from.
     pub heads: Vec<EventId>,
-    /// The topics (by index) whose resume point is older than their history can prove complete.
-    /// Known on a single node; a cluster node does not tell yet.
+    /// The topics (by index) whose resume point is older than their history can prove complete,
+    /// on a single node. A cluster node learns it when it reads the shared history, after the
+    /// connection opened: it comes through the outbox instead, as a
+    /// [`crate::model::SharedMessage::gap_notice`] before the topic's replay.
     pub gaps: Vec<u16>,
 }
 

@@ -70,7 +70,7 @@ impl Node {
         match &self.backplane {
             Backplane::Local => Ok(self.hub.history(topic)),
             Backplane::Redis(redis) => {
-                let carried = redis.history(topic).await?;
+                let carried = redis.history(topic).await?.entries;
                 Ok(replay_order(carried.into_iter().map(|c| c.message).collect()))
             }
         }

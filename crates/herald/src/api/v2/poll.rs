@@ -110,6 +110,17 @@ impl PublicApi {
         // Whatever else is already queued goes in the same answer.
         take_queued(&connection, &mut messages);
         drop(connection);
+        // A cluster node's gaps come as notices in the queue, a single node's with the opening.
+        let mut gaps = gaps;
+        messages.retain(|d| {
+            let notice = d.message.is_gap_notice();
+            if notice {
+                gaps.push(d.index);
+            }
+            !notice
+        });
+        gaps.sort_unstable();
+        gaps.dedup();
         let more = messages.len() > MAX_BATCH;
         messages.truncate(MAX_BATCH);
         let prefix_len = request.issuer.len() + 1;
@@ -124,8 +135,7 @@ impl PublicApi {
             body.extend_from_slice(d.message.encoded(WireFormat::Json.slot(), |m| json_message(m, name)));
             positions[index] = d.message.message().id.0;
         }
-        let mut next = String::new();
-        cursor::encode(hash, &positions, &mut next);
+        let next = cursor::encode(hash, &positions);
         let gap: Vec<&str> = gaps
             .iter()
             .filter_map(|&i| topics.get(usize::from(i))?.as_str().get(prefix_len..))

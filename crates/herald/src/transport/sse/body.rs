@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame as BodyFrame, SizeHint};
 
-use super::events::{EventFormat, Framing};
+use super::events::{EventFormat, Framing, messages_in};
 use super::stream::{DeliveryCounter, StreamEnd};
 use crate::hub::outbox::{Delivery, Outbox, Taken};
 
@@ -83,7 +83,7 @@ impl<S: HeldSubscription> Body for EventBody<S> {
                     let oldest_live_ns = batch.iter().filter_map(|d| d.message.live_since_ns()).min();
                     this.format.deliveries(&batch, Framing::Raw, &mut pieces);
                     // Counted when handed to hyper, which writes them as the client's window allows.
-                    this.subscription.messages_written(batch.len() as u64, oldest_live_ns);
+                    this.subscription.messages_written(messages_in(&batch), oldest_live_ns);
                 }
                 Poll::Ready(Taken::Ping) => this.format.ping(Framing::Raw, &mut pieces),
                 Poll::Ready(Taken::Close(reason)) => {

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::events::{EventFormat, Framing};
+use super::events::{EventFormat, Framing, messages_in};
 use crate::hub::outbox::{CloseReason, Delivery, Outbox, Taken};
 
 /// How long a write may stay stuck after the subscription started closing before the connection
@@ -105,7 +105,7 @@ pub async fn run<S: HeldConnection>(
     if write_all(socket, &pieces, outbox).await.is_err() {
         return StreamEnd::ClientGone;
     }
-    counter.messages_written(replay.len() as u64, None);
+    counter.messages_written(messages_in(&replay), None);
     drop((replay, pieces));
 
     loop {
@@ -119,7 +119,7 @@ pub async fn run<S: HeldConnection>(
                 if write_all(socket, &pieces, outbox).await.is_err() {
                     return StreamEnd::ClientGone;
                 }
-                counter.messages_written(batch.len() as u64, oldest_live_ns);
+                counter.messages_written(messages_in(&batch), oldest_live_ns);
             }
             Wake::Taken(Taken::Ping) => {
                 format.ping(framing, &mut pieces);
