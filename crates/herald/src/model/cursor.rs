@@ -65,8 +65,10 @@ pub fn topic_set_hash(topics: &[Topic]) -> u64 {
 pub struct Cursor {
     /// The base the fields are relative to (unused for one topic).
     base: u64,
-    /// The cursor's text: only ASCII.
-    text: Vec<u8>,
+    /// The cursor's text: only ASCII. A box of exactly its length rather than a `Vec`: an idle
+    /// stream keeps it for its whole life, and a field changes length rarely (a topic's first
+    /// message, or a 36-fold longer offset), so reallocating then costs less than spare capacity.
+    text: Box<[u8]>,
 }
 
 impl Cursor {
@@ -75,10 +77,12 @@ impl Cursor {
         let mut text = Vec::new();
         if let [only] = positions {
             text.extend_from_slice(itoa::Buffer::new().format(*only).as_bytes());
-            return Cursor { base: 0, text };
+            return Cursor {
+                base: 0,
+                text: text.into_boxed_slice(),
+            };
         }
         let base = positions.iter().copied().max().unwrap_or(0);
-        text.reserve_exact(24 + 6 * positions.len());
         text.extend_from_slice(VERSION.as_bytes());
         text.push(b'.');
         push_base36(&mut text, base, 1);
@@ -88,7 +92,10 @@ impl Cursor {
             text.push(b'.');
             push_field(&mut text, base, p);
         }
-        Cursor { base, text }
+        Cursor {
+            base,
+            text: text.into_boxed_slice(),
+        }
     }
 
     /// Moves topic `index` to `position`. False if the cursor has no such topic.
@@ -97,9 +104,7 @@ impl Cursor {
             if index != 0 {
                 return false;
             }
-            self.text.clear();
-            self.text
-                .extend_from_slice(itoa::Buffer::new().format(position).as_bytes());
+            self.text = itoa::Buffer::new().format(position).as_bytes().into();
             return true;
         }
         // The field starts after the (3 + index)th dot and ends at the next one.
@@ -118,7 +123,11 @@ impl Cursor {
         if end - start == len {
             self.text[start..end].copy_from_slice(&field[..len]);
         } else {
-            self.text.splice(start..end, field[..len].iter().copied());
+            let mut text = Vec::with_capacity(self.text.len() - (end - start) + len);
+            text.extend_from_slice(&self.text[..start]);
+            text.extend_from_slice(&field[..len]);
+            text.extend_from_slice(&self.text[end..]);
+            self.text = text.into_boxed_slice();
         }
         true
     }
