@@ -2,7 +2,8 @@
 # The whole test suite: formatting, lints, unit, property and black-box tests, a smoke run of
 # the load generator, and that the benches and fuzz targets build. Installs what the tests need
 # when it is missing (a C compiler for jemalloc and aws-lc; redis-server and redis-cli for the cluster tests;
-# cargo-fuzz when a nightly toolchain is present), so it works on a fresh machine.
+# kosoku, the Autobahn WebSocket runner, in a Python venv; cargo-fuzz when a nightly toolchain is
+# present), so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,19 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   echo "== installing redis-server and redis-cli"
   apt-get update -qq && apt-get install -y -qq redis-server redis-tools
 fi
+
+# The WebSocket conformance test (crates/herald/tests/autobahn.rs) drives Autobahn's cases with
+# kosoku (PyPI, Rust-native, ~7 s for 301 cases); it needs Python 3.10 or later and pip.
+KOSOKU_VENV=${KOSOKU_VENV:-target/kosoku-venv}
+if [ ! -x "$KOSOKU_VENV/bin/kosoku" ]; then
+  echo "== installing kosoku (Autobahn runner) into $KOSOKU_VENV"
+  if ! python3 -m venv "$KOSOKU_VENV" >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq python3-venv python3-pip
+    python3 -m venv "$KOSOKU_VENV"
+  fi
+  "$KOSOKU_VENV/bin/pip" install -q kosoku
+fi
+export KOSOKU="$PWD/$KOSOKU_VENV/bin/kosoku"
 
 echo "== format"
 cargo fmt --all -- --check

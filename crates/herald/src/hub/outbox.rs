@@ -100,8 +100,9 @@ pub struct Outbox {
     last_frame_ms: AtomicU64,
     /// Wall-clock ms of the last message queued: drives the inactivity timeout.
     last_message_ms: AtomicU64,
-    /// Wall-clock ms when the token expires: drives `credentials_expired`.
-    expires_ms: u64,
+    /// Wall-clock ms when the token expires: drives `credentials_expired`. A WebSocket's `auth`
+    /// command moves it.
+    expires_ms: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -121,7 +122,7 @@ impl Outbox {
             capacity: capacity.clamp(1, u32::MAX as usize) as u32,
             last_frame_ms: AtomicU64::new(now_ms),
             last_message_ms: AtomicU64::new(now_ms),
-            expires_ms,
+            expires_ms: AtomicU64::new(expires_ms),
         }
     }
 
@@ -239,7 +240,12 @@ impl Outbox {
 
     /// When the token expires.
     pub fn expires_ms(&self) -> u64 {
-        self.expires_ms
+        self.expires_ms.load(Ordering::Relaxed)
+    }
+
+    /// A refreshed token expires at `expires_ms`: the connection lives on until then.
+    pub fn set_expires_ms(&self, expires_ms: u64) {
+        self.expires_ms.store(expires_ms, Ordering::Relaxed);
     }
 
     /// Deliveries waiting to be written.

@@ -16,8 +16,10 @@ use crate::model::{EventId, ResumeFrom, Topic};
 pub struct Connection {
     node: Arc<Node>,
     outbox: Arc<Outbox>,
-    /// One per topic, in the order they were asked for: a [`Delivery`]'s index points here.
-    subscriptions: Box<[SubscriptionKey]>,
+    /// One per topic, in the order they were asked for: a [`Delivery`]'s index points here. A
+    /// topic unsubscribed ([`Connection::remove`]) leaves `None` until a later
+    /// [`Connection::add`] reuses its index.
+    subscriptions: Box<[Option<SubscriptionKey>]>,
     liveness_key: LivenessKey,
 }
 
@@ -39,27 +41,71 @@ pub struct Opened {
     pub gaps: Vec<u16>,
 }
 
+/// What [`Connection::add`] gives: as [`Opened`], for the topics added, and their indexes.
+pub struct Added {
+    /// The index each added topic's deliveries carry, in the order they were given.
+    pub indexes: Vec<u16>,
+    /// As [`Opened::replay`].
+    pub replay: Vec<Delivery>,
+    /// As [`Opened::heads`], one per added topic.
+    pub heads: Vec<EventId>,
+    /// As [`Opened::gaps`] (indexes of the connection).
+    pub gaps: Vec<u16>,
+}
+
 impl Connection {
     /// Subscribes one connection to `topics`, each from its resume point. The connection's token
     /// expires at `expires_ms`. At most `u16::MAX + 1` topics (faces allow far fewer).
     pub fn open(node: &Arc<Node>, topics: Vec<(Topic, ResumeFrom)>, expires_ms: u64) -> Opened {
         let now_ms = node.hub.clock().now_ms();
         let outbox = Arc::new(Outbox::new(node.outbox_capacity, now_ms, expires_ms));
-        let mut subscriptions = Vec::with_capacity(topics.len());
-        let mut replay = Vec::new();
-        let mut heads = Vec::with_capacity(topics.len());
-        let mut gaps = Vec::new();
-        for (i, (topic, resume)) in topics.into_iter().enumerate() {
+        let liveness_key = node.liveness.register(outbox.clone());
+        let mut connection = Connection {
+            node: node.clone(),
+            outbox,
+            subscriptions: Box::new([]),
+            liveness_key,
+        };
+        let Added {
+            replay, heads, gaps, ..
+        } = connection.add(topics);
+        Opened {
+            connection,
+            replay,
+            heads,
+            gaps,
+        }
+    }
+
+    /// Subscribes the connection to more topics (a WebSocket's `subscribe`), each from its resume
+    /// point. The face keeps a topic from being subscribed twice.
+    pub fn add(&mut self, topics: Vec<(Topic, ResumeFrom)>) -> Added {
+        let node = self.node.clone();
+        let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
+        let mut added = Added {
+            indexes: Vec::with_capacity(topics.len()),
+            replay: Vec::new(),
+            heads: Vec::with_capacity(topics.len()),
+            gaps: Vec::new(),
+        };
+        for (topic, resume) in topics {
+            let i = subscriptions.iter().position(Option::is_none).unwrap_or_else(|| {
+                subscriptions.push(None);
+                subscriptions.len() - 1
+            });
             let index = u16::try_from(i).expect("faces cap the topics of a connection far below u16::MAX");
-            match &node.backplane {
+            let outbox = self.outbox.clone();
+            let key = match &node.backplane {
                 Backplane::Local => {
-                    let subscribed = node.hub.subscribe(topic, resume, outbox.clone(), index);
-                    replay.extend(subscribed.replay.into_iter().map(|message| Delivery { index, message }));
-                    heads.push(subscribed.head);
+                    let subscribed = node.hub.subscribe(topic, resume, outbox, index);
+                    added
+                        .replay
+                        .extend(subscribed.replay.into_iter().map(|message| Delivery { index, message }));
+                    added.heads.push(subscribed.head);
                     if subscribed.gap {
-                        gaps.push(index);
+                        added.gaps.push(index);
                     }
-                    subscriptions.push(subscribed.key);
+                    subscribed.key
                 }
                 Backplane::Redis(redis) => {
                     let key = node.hub.subscribe_relayed(topic, resume, outbox.clone(), index);
@@ -68,25 +114,32 @@ impl Connection {
                     } else {
                         // Beside the stream, which starts at once and writes whatever the outbox
                         // receives; while Redis is away it keeps trying (backplane/resume.rs).
-                        let (hub, redis, key, outbox) = (node.hub.clone(), redis.clone(), key.clone(), outbox.clone());
+                        let (hub, redis, key) = (node.hub.clone(), redis.clone(), key.clone());
                         tokio::spawn(async move { redis.catch_up(&hub, &key, &outbox, resume).await });
                     }
-                    heads.push(EventId(0));
-                    subscriptions.push(key);
+                    added.heads.push(EventId(0));
+                    key
                 }
-            }
+            };
+            subscriptions[i] = Some(key);
+            added.indexes.push(index);
         }
-        let liveness_key = node.liveness.register(outbox.clone());
-        Opened {
-            connection: Connection {
-                node: node.clone(),
-                outbox,
-                subscriptions: subscriptions.into_boxed_slice(),
-                liveness_key,
-            },
-            replay,
-            heads,
-            gaps,
+        self.subscriptions = subscriptions.into_boxed_slice();
+        added
+    }
+
+    /// Unsubscribes the topic of `index` (a WebSocket's `unsubscribe`). Deliveries of it already
+    /// in the outbox stay there: the face drops those whose topic it no longer holds.
+    pub fn remove(&mut self, index: u16) {
+        if let Some(key) = self.subscriptions.get_mut(usize::from(index)).and_then(Option::take) {
+            self.release(&key);
+        }
+    }
+
+    fn release(&self, key: &SubscriptionKey) {
+        self.node.hub.unsubscribe(key, &self.outbox);
+        if let Backplane::Redis(redis) = &self.node.backplane {
+            redis.interest_changed(key.topic());
         }
     }
 
@@ -105,22 +158,20 @@ impl Connection {
     pub fn caught_up(&self) -> bool {
         self.subscriptions
             .iter()
+            .flatten()
             .all(|key| !self.node.hub.is_catching_up(key, &self.outbox))
     }
 
     /// How many topics it holds.
     pub fn topics(&self) -> usize {
-        self.subscriptions.len()
+        self.subscriptions.iter().flatten().count()
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        for key in self.subscriptions.iter() {
-            self.node.hub.unsubscribe(key, &self.outbox);
-            if let Backplane::Redis(redis) = &self.node.backplane {
-                redis.interest_changed(key.topic());
-            }
+        for key in self.subscriptions.iter().flatten() {
+            self.release(key);
         }
         self.node.liveness.unregister(self.liveness_key);
     }

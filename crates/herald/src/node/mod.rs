@@ -5,7 +5,7 @@
 mod connection;
 mod tickets;
 
-pub use connection::{Connection, Opened};
+pub use connection::{Added, Connection, Opened};
 pub use tickets::LocalTickets;
 
 use std::sync::Arc;

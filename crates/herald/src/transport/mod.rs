@@ -1,8 +1,9 @@
 //! Transports: how a connection's deliveries reach its client. Each turns an outbox into bytes
-//! on a socket and knows nothing of topics' storage, fan-out or auth. Server-Sent Events is the
-//! only one so far.
+//! on a socket and knows nothing of topics' storage, fan-out or auth: Server-Sent Events and
+//! WebSocket (long-polling is an HTTP answer, `api::v2::poll`).
 
 pub mod sse;
+pub mod ws;
 
 /// The wire formats a message is encoded in. Each names the slot of its bytes in a
 /// [`crate::model::SharedMessage`], so a message is encoded once per format, by the first writer

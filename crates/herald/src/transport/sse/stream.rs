@@ -174,7 +174,7 @@ async fn wait<S: HeldConnection>(socket: &mut S, outbox: &Outbox, batch: &mut Ve
 
 /// Writes every buffer with as few `writev` calls as the socket allows. Gives up
 /// [`STUCK_WRITE_GRACE`] after the connection starts closing if the client is not reading.
-async fn write_all<S: HeldConnection>(socket: &mut S, bufs: &[Bytes], outbox: &Outbox) -> io::Result<()> {
+pub(crate) async fn write_all<S: HeldConnection>(socket: &mut S, bufs: &[Bytes], outbox: &Outbox) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = bufs.iter().filter(|b| !b.is_empty()).map(|b| IoSlice::new(b)).collect();
     let mut remaining: &mut [IoSlice<'_>] = &mut slices;
     let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
