@@ -110,7 +110,7 @@ mod tests {
         // RFC 6455 §1.3.
         assert_eq!(
             accept(&upgrade("dGhlIHNhbXBsZSBub25jZQ==", "13")).unwrap(),
-            "s3pPLMBiTxaQ9kYGzzhZRrK+xOo="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
