@@ -191,6 +191,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
                 subscribe_path: format!("{}/v2/subscribe", config.public_api.context_path),
                 poll_path: format!("{}/v2/poll", config.public_api.context_path),
                 tickets_path: format!("{}/v2/tickets", config.public_api.context_path),
+                ws_path: format!("{}/v2/ws", config.public_api.context_path),
+                ws: crate::api::v2::ws::WsSettings {
+                    max_message_size: config.ws.max_message_size,
+                    max_commands_per_second: config.ws.max_commands_per_second,
+                },
                 ticket_lifetime: config.public_api.ticket_lifetime,
                 max_topics: config.public_api.max_topics_per_connection,
                 privileged_roles: config.public_api.privileged_roles.clone(),

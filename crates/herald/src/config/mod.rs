@@ -34,6 +34,7 @@ mod settings;
 mod shutdown;
 #[cfg(test)]
 mod tests;
+mod ws;
 
 pub use auth::AuthSettings;
 pub use cluster::{ClusterConfig, RedisUrl};
@@ -43,6 +44,7 @@ pub use log::{LogConfig, LogFormat, LogLevel};
 pub use public::{DEFAULT_ALLOWED_ORIGINS, PublicApiConfig, SseConfig, TlsFiles};
 pub use reader::{Env, ProcessEnv};
 pub use settings::{SETTINGS, Setting, settings_help};
+pub use ws::WsConfig;
 
 use reader::Reader;
 
@@ -72,6 +74,8 @@ pub struct Config {
     pub internal_api: InternalApiConfig,
     /// Retention.
     pub history: HistoryConfig,
+    /// The WebSocket API's limits.
+    pub ws: WsConfig,
     /// Issuers, keys and audiences of both APIs.
     pub auth: AuthSettings,
     /// Frames one subscription may have queued before it is ended as too slow.
@@ -125,6 +129,7 @@ impl Config {
         let (public_api, sse) = public::read(&mut r);
         let internal_api = internal::read(&mut r);
         let history = history::read(&mut r);
+        let ws = ws::read(&mut r);
         let auth = auth::read(&mut r);
         let cluster = cluster::read(&mut r);
         cluster::check_issuers_fit_one_slot(&mut r, cluster.as_ref(), &auth);
@@ -149,6 +154,7 @@ impl Config {
             sse,
             internal_api,
             history,
+            ws,
             auth,
             outbox_capacity,
             shutdown_drain_timeout: shutdown.drain_timeout,

@@ -79,6 +79,16 @@ pub const SETTINGS: &[Setting] = &[
         help: "Seconds a ticket from POST /v2/tickets stays redeemable (1 to 3600; never past its token's expiry). Tickets are single-use.",
     },
     Setting {
+        name: "WS_MAX_MESSAGE_SIZE",
+        default: "65536",
+        help: "Largest message a WebSocket client may send, in bytes (125 to 16 MiB); a larger one closes the connection with 1009.",
+    },
+    Setting {
+        name: "WS_MAX_COMMANDS_PER_SECOND",
+        default: "100",
+        help: "Commands one WebSocket may send in a second (0: no limit); more close it with 4429.",
+    },
+    Setting {
         name: "PUBLIC_API_TOKEN_COOKIE",
         default: "herald_token",
         help: "Name of the cookie a browser's token may come in, for v2 routes (after Authorization and access_token).",

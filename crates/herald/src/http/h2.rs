@@ -261,6 +261,17 @@ impl PublicApi {
         };
         match action {
             Action::V2(_) => unreachable!("decided above"),
+            // RFC 8441's extended CONNECT is not offered: browsers then use HTTP/1.1.
+            Action::WebSocket(_) => self.reply_h2(
+                response::json_error(
+                    400,
+                    "invalid_upgrade",
+                    "WebSocket runs over HTTP/1.1: connect without HTTP/2",
+                    None,
+                ),
+                active,
+                received,
+            ),
             Action::Reply(reply) => self.reply_h2(reply, active, received),
             Action::Poll(poll) => {
                 let reply = self.hold_poll(poll).await;

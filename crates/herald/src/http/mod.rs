@@ -139,6 +139,16 @@ pub(crate) enum Action {
     Poll(v2::PollRequest),
     /// A v2 route, decided asynchronously ([`PublicApi::route_v2`]).
     V2(V2Route),
+    /// A v2 WebSocket upgrade that passed its checks.
+    WebSocket(Box<v2::WsRequest>),
+}
+
+/// What a connection becomes after its request phase.
+enum Held {
+    /// An SSE stream.
+    Stream(SubscribeRequest, Framing),
+    /// A WebSocket (its `101` was written).
+    WebSocket(Box<v2::WsRequest>),
 }
 
 impl PublicApi {
@@ -258,11 +268,11 @@ impl PublicApi {
         };
         // Boxed: the request phase's buffers and timers then live on the heap only while it lasts,
         // instead of enlarging the task that holds the stream for hours.
-        let (subscribe, framing) = match Box::pin(self.serve_requests(&mut socket)).await {
-            Some(subscribe) => subscribe,
-            None => return,
-        };
-        self.stream(socket, subscribe, framing).await;
+        match Box::pin(self.serve_requests(&mut socket)).await {
+            Some(Held::Stream(subscribe, framing)) => self.stream(socket, subscribe, framing).await,
+            Some(Held::WebSocket(request)) => self.websocket(socket, *request).await,
+            None => {}
+        }
     }
 
     /// The 503 of a connection over `PUBLIC_API_MAX_CONNECTIONS`.
@@ -285,7 +295,7 @@ impl PublicApi {
 
     /// Answers requests on the connection until it closes or becomes a subscription, and says
     /// how that subscription's body is framed (chunked for HTTP/1.1, raw for HTTP/1.0).
-    async fn serve_requests<S: HeldConnection + PeerIp>(&self, socket: &mut S) -> Option<(SubscribeRequest, Framing)> {
+    async fn serve_requests<S: HeldConnection + PeerIp>(&self, socket: &mut S) -> Option<Held> {
         // Read here rather than kept from `accept`, so the task that holds the stream for hours
         // does not carry it.
         let peer = socket.peer_ip();
@@ -319,13 +329,21 @@ impl PublicApi {
                         return None;
                     }
                     let framing = if head.http10 { Framing::Raw } else { Framing::Chunked };
-                    return Some((subscribe, framing));
+                    return Some(Held::Stream(subscribe, framing));
+                }
+                Action::WebSocket(request) => {
+                    self.metrics.http_request(Interface::Public, 101);
+                    let head = crate::transport::ws::handshake::switching_protocols(&request.accept);
+                    if socket.write_all(&head).await.is_err() {
+                        return None;
+                    }
+                    return Some(Held::WebSocket(request));
                 }
                 action @ (Action::Reply(_) | Action::Poll(_) | Action::V2(_)) => {
                     let reply = match action {
                         Action::Poll(poll) => Box::pin(self.hold_poll(poll)).await,
                         Action::Reply(reply) => reply,
-                        Action::Subscribe(_) | Action::V2(_) => unreachable!("matched above"),
+                        Action::Subscribe(_) | Action::V2(_) | Action::WebSocket(_) => unreachable!("matched above"),
                     };
                     self.metrics.http_request(Interface::Public, reply.status);
                     let written = socket.write_all(&reply.http1()).await;
@@ -399,6 +417,9 @@ impl PublicApi {
         }
         if head.path == self.v2.tickets_path && head.method == Method::Post {
             return Action::V2(V2Route::Tickets);
+        }
+        if head.path == self.v2.ws_path && head.method == Method::Get {
+            return Action::V2(V2Route::WebSocket);
         }
         self.route_v1(head, peer)
     }
@@ -694,6 +715,8 @@ mod size_tests {
                     max_topics: 64,
                     privileged_roles: Vec::new(),
                     token_cookie: "herald_token".into(),
+                    ws_path: "/v2/ws".into(),
+                    ws: Default::default(),
                 },
             },
             Verifier::new(development_auth().0, 120),

@@ -10,6 +10,7 @@
 
 use crate::model::ResumeFrom;
 use crate::observe::request_log::LoggedHeaders;
+use crate::transport::ws::handshake::UpgradeHeaders;
 
 /// Most header lines accepted in one request (cowboy's default is 100 as well).
 pub const MAX_HEADERS: usize = 100;
@@ -75,6 +76,8 @@ pub struct Request {
     pub access_control_request_headers: Vec<String>,
     /// Every `cookie` value, in order; never logged.
     pub cookie: Vec<Vec<u8>>,
+    /// The WebSocket handshake's headers (`/v2/ws`).
+    pub upgrade: UpgradeHeaders,
     /// What the request's log lines say about it (never the `authorization` header).
     pub log: LoggedHeaders,
 }
@@ -106,6 +109,7 @@ impl Request {
             last_event_id: None,
             access_control_request_headers: Vec::new(),
             cookie: Vec::new(),
+            upgrade: UpgradeHeaders::default(),
             log,
         };
         for (i, (name, value)) in headers.enumerate() {
@@ -119,7 +123,7 @@ impl Request {
                     limits.max_header_value_length
                 )));
             }
-            if request.log.observe(name, value) {
+            if request.log.observe(name, value) || request.upgrade.observe(name, value) {
                 continue;
             }
             if name.eq_ignore_ascii_case("authorization") {

@@ -2,6 +2,7 @@
 //! on a socket and knows nothing of topics' storage, fan-out or auth: Server-Sent Events and
 //! WebSocket (long-polling is an HTTP answer, `api::v2::poll`).
 
+pub mod json;
 pub mod sse;
 pub mod ws;
 

@@ -7,8 +7,10 @@
 
 mod poll;
 pub mod query;
+pub mod ws;
 
 pub(crate) use poll::PollRequest;
+pub(crate) use ws::WsRequest;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -46,6 +48,10 @@ pub struct V2Settings {
     pub ticket_lifetime: std::time::Duration,
     /// `{PUBLIC_API_CONTEXT_PATH}/v2/tickets`.
     pub tickets_path: String,
+    /// `{PUBLIC_API_CONTEXT_PATH}/v2/ws`.
+    pub ws_path: String,
+    /// The WebSocket limits.
+    pub ws: ws::WsSettings,
 }
 
 /// A refusal: status, stable code, message; counted and logged by [`PublicApi::refuse`].
@@ -72,6 +78,8 @@ pub(crate) enum V2Route {
     Poll,
     /// `POST /v2/tickets`: trade a bearer token for a ticket.
     Tickets,
+    /// `GET /v2/ws`: a WebSocket.
+    WebSocket,
 }
 
 impl PublicApi {
@@ -84,6 +92,10 @@ impl PublicApi {
         let now_s = self.now_s();
         let decided = match route {
             V2Route::Tickets => self.issue_ticket(head, now_s).await.map(Action::Reply),
+            V2Route::WebSocket => self
+                .ws_request(head, now_s)
+                .await
+                .map(|request| Action::WebSocket(Box::new(request))),
             V2Route::Subscribe | V2Route::Poll => {
                 self.v2_request(head, now_s, received)
                     .await
@@ -98,6 +110,22 @@ impl PublicApi {
             }
         };
         match decided {
+            Ok(Action::WebSocket(request)) => {
+                if self.stopping.load(Ordering::SeqCst) {
+                    self.metrics.connection_rejected("shutting_down");
+                    return Action::Reply(response::json_error(
+                        503,
+                        "shutting_down",
+                        "This node is shutting down; reconnect",
+                        origin,
+                    ));
+                }
+                if let Some(refused) = self.admit_subscription(log) {
+                    return Action::Reply(refused);
+                }
+                request_event!(Level::DEBUG, log(), http.response.status_code = 101, "websocket opened");
+                Action::WebSocket(request)
+            }
             Ok(action) => {
                 let (Action::Subscribe(request) | Action::Poll(PollRequest { request, .. })) = &action else {
                     return action;

@@ -21,7 +21,7 @@ use crate::http::PublicApi;
 use crate::http::response::{self, Reply};
 use crate::http::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
 use crate::hub::outbox::{Delivery, Taken};
-use crate::model::{Message, cursor};
+use crate::model::cursor;
 use crate::node::{Connection, Opened};
 use crate::transport::WireFormat;
 
@@ -132,7 +132,10 @@ impl PublicApi {
             }
             let index = usize::from(d.index);
             let name = d.message.topic().as_str().get(prefix_len..).unwrap_or("");
-            body.extend_from_slice(d.message.encoded(WireFormat::Json.slot(), |m| json_message(m, name)));
+            body.extend_from_slice(
+                d.message
+                    .encoded(WireFormat::Json.slot(), |m| crate::transport::json::message(m, name)),
+            );
             positions[index] = d.message.message().id.0;
         }
         let next = cursor::encode(hash, &positions);
@@ -172,25 +175,6 @@ fn take_queued(connection: &Connection, messages: &mut Vec<Delivery>) {
             _ => return,
         }
     }
-}
-
-/// A message as the poll answer lists it, for topic `name`.
-fn json_message(message: &Message, name: &str) -> Bytes {
-    #[derive(serde::Serialize)]
-    struct Json<'a> {
-        topic: &'a str,
-        id: &'a str,
-        event: &'a str,
-        payload: &'a str,
-    }
-    let id = message.id.to_string();
-    let json = Json {
-        topic: name,
-        id: &id,
-        event: &String::from_utf8_lossy(&message.event),
-        payload: &String::from_utf8_lossy(&message.payload),
-    };
-    Bytes::from(serde_json::to_vec(&json).expect("JSON of strings cannot fail"))
 }
 
 #[cfg(test)]
