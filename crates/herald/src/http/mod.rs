@@ -270,7 +270,9 @@ impl PublicApi {
         // instead of enlarging the task that holds the stream for hours.
         match Box::pin(self.serve_requests(&mut socket)).await {
             Some(Held::Stream(subscribe, framing)) => self.stream(socket, subscribe, framing).await,
-            Some(Held::WebSocket(request)) => self.websocket(socket, *request).await,
+            // Boxed: a WebSocket's state differs from a stream's; inlined, the larger of the two
+            // would size every connection's task.
+            Some(Held::WebSocket(request)) => Box::pin(self.websocket(socket, request)).await,
             None => {}
         }
     }
@@ -645,6 +647,8 @@ async fn skip_body<S: HeldConnection>(socket: &mut S, buf: &mut Vec<u8>, body: B
 pub struct SubscriptionSizes {
     /// The connection task's future (allocated once per connection by the runtime).
     pub connection_task: usize,
+    /// A WebSocket's own future, boxed beside the connection task once it upgraded.
+    pub websocket_task: usize,
     /// The outbox, behind an `Arc`.
     pub outbox: usize,
     /// An HTTP/2 stream's response body, which holds its subscription (hyper keeps it in the
@@ -654,10 +658,11 @@ pub struct SubscriptionSizes {
 
 impl PublicApi {
     /// Measures [`SubscriptionSizes`] without running anything.
-    pub fn subscription_sizes(self: &Arc<Self>, socket: TcpStream) -> SubscriptionSizes {
+    pub fn subscription_sizes(self: &Arc<Self>, socket: TcpStream, other: TcpStream) -> SubscriptionSizes {
         let task = self.clone().handle_connection(socket);
         SubscriptionSizes {
             connection_task: std::mem::size_of_val(&task),
+            websocket_task: v2::ws::websocket_task_size(self, other),
             outbox: std::mem::size_of::<Outbox>(),
             h2_body: h2::body_size(),
         }
@@ -677,6 +682,7 @@ mod size_tests {
     const TASK_BASELINE: usize = 900;
     const OUTBOX_BASELINE: usize = 112;
     const H2_BODY_BASELINE: usize = 160;
+    const WEBSOCKET_BASELINE: usize = 960;
 
     #[tokio::test]
     async fn test_subscription_sizes() {
@@ -725,13 +731,18 @@ mod size_tests {
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let socket = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let sizes = api.subscription_sizes(socket);
+        let other = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let sizes = api.subscription_sizes(socket, other);
         println!("{sizes:?}");
         assert!(
             sizes.connection_task <= TASK_BASELINE,
             "connection task grew: {sizes:?}"
         );
         assert!(sizes.outbox <= OUTBOX_BASELINE, "outbox grew: {sizes:?}");
+        assert!(
+            sizes.websocket_task <= WEBSOCKET_BASELINE,
+            "WebSocket task grew: {sizes:?}"
+        );
         assert!(sizes.h2_body <= H2_BODY_BASELINE, "HTTP/2 stream body grew: {sizes:?}");
     }
 }

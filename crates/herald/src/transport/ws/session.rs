@@ -117,14 +117,27 @@ pub async fn run<S: HeldConnection, H: Handler>(socket: &mut S, handler: &mut H,
     let mut parser = Parser::default();
     let mut heard_ms = now_ms();
     let (mut window_start_ms, mut commands) = (heard_ms, 0u32);
+    // A timer only while the connection has not authenticated, boxed so that it does not
+    // enlarge the task of every connection that has.
+    let mut auth_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let mut batch: Vec<Delivery> = Vec::new();
         let deadline = handler.auth_deadline_ms();
+        match deadline {
+            Some(d) if auth_timer.is_none() => {
+                let wait = Duration::from_millis(d.saturating_sub(now_ms()));
+                auth_timer = Some(Box::pin(tokio::time::sleep(wait)));
+            }
+            None => auth_timer = None,
+            Some(_) => {}
+        }
         let wake = poll_fn(|cx| {
             if let Poll::Ready(taken) = handler.outbox().poll_take(cx, &mut batch) {
                 return Poll::Ready(Wake::Taken(taken));
             }
-            if deadline.is_some_and(|d| now_ms() >= d) {
+            if let Some(timer) = auth_timer.as_mut()
+                && timer.as_mut().poll(cx).is_ready()
+            {
                 return Poll::Ready(Wake::AuthTimeout);
             }
             let mut scratch = [0u8; 4096];
@@ -140,14 +153,7 @@ pub async fn run<S: HeldConnection, H: Handler>(socket: &mut S, handler: &mut H,
                 }
             }
         });
-        // The auth deadline needs a timer only while the connection has not authenticated.
-        let wake = match deadline {
-            Some(d) => {
-                let wait = Duration::from_millis(d.saturating_sub(now_ms()));
-                tokio::time::timeout(wait, wake).await.unwrap_or(Wake::AuthTimeout)
-            }
-            None => wake.await,
-        };
+        let wake = wake.await;
         let mut out = Vec::new();
         match wake {
             Wake::Eof => return SessionEnd::Gone,
@@ -188,16 +194,7 @@ pub async fn run<S: HeldConnection, H: Handler>(socket: &mut S, handler: &mut H,
                         }
                         Incoming::Pong => Ok(()),
                         Incoming::Close(code, _) => {
-                            // Answer with the same code (none if it sent none), then end.
-                            let reply = if code == 1005 {
-                                frame::frame(opcode::CLOSE, b"")
-                            } else {
-                                frame::frame(opcode::CLOSE, &code.to_be_bytes())
-                            };
-                            out.extend_from_slice(&reply);
-                            let _ = write(socket, out, handler.outbox()).await;
-                            let _ = tokio::time::timeout(CLOSE_GRACE, socket.shutdown()).await;
-                            return SessionEnd::ClientClosed(code);
+                            return Box::pin(answer_close(socket, handler.outbox(), out, code)).await;
                         }
                         message @ (Incoming::Text(_) | Incoming::Binary(_)) => {
                             if heard_ms.saturating_sub(window_start_ms) >= 1000 {
@@ -210,7 +207,9 @@ pub async fn run<S: HeldConnection, H: Handler>(socket: &mut S, handler: &mut H,
                                     "more commands than WS_MAX_COMMANDS_PER_SECOND",
                                 ))
                             } else if let Incoming::Text(text) = message {
-                                handler.text(text, &mut out).await
+                                // Boxed: a command's future (a publish through Redis, say) is
+                                // large, and inlined it would enlarge every idle connection.
+                                Box::pin(handler.text(text, &mut out)).await
                             } else if let Incoming::Binary(data) = message {
                                 handler.binary(data, &mut out)
                             } else {
@@ -234,6 +233,20 @@ pub async fn run<S: HeldConnection, H: Handler>(socket: &mut S, handler: &mut H,
             }
         }
     }
+}
+
+/// Answers the client's close frame with the same code (none if it sent none), after what
+/// `out` holds, then closes the connection.
+async fn answer_close<S: HeldConnection>(socket: &mut S, outbox: &Outbox, mut out: Vec<u8>, code: u16) -> SessionEnd {
+    let reply = if code == 1005 {
+        frame::frame(opcode::CLOSE, b"")
+    } else {
+        frame::frame(opcode::CLOSE, &code.to_be_bytes())
+    };
+    out.extend_from_slice(&reply);
+    let _ = tokio::time::timeout(CLOSE_GRACE, write(socket, out, outbox)).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, socket.shutdown()).await;
+    SessionEnd::ClientClosed(code)
 }
 
 /// Sends the close frame, waits briefly for the client's, then closes the connection.

@@ -104,7 +104,7 @@ impl PublicApi {
     }
 
     /// Serves an upgraded connection until it ends.
-    pub(crate) async fn websocket<S: HeldConnection>(self: &Arc<Self>, mut socket: S, request: WsRequest) {
+    pub(crate) async fn websocket<S: HeldConnection>(self: &Arc<Self>, mut socket: S, request: Box<WsRequest>) {
         let now_ms = self.node.hub.clock().now_ms();
         let connection = Connection::open(&self.node, Vec::new(), u64::MAX).connection;
         let mut ws = Socket {
@@ -115,24 +115,16 @@ impl PublicApi {
             cursor: None,
             opened_mono_ms: mono_ms(),
         };
-        let mut out = Vec::new();
-        if let Some(principal) = request.principal {
-            ws.authenticate(principal);
-            if !request.topics.is_empty() {
-                ws.subscribe(Some(0), request.topics, request.cursor, &mut out).await;
-            }
+        // Boxed, as every step that runs once: only what an idle connection keeps should size
+        // its task (`http::size_tests`).
+        if !Box::pin(ws.open(&mut socket, request)).await {
+            return;
         }
         let limits = Limits {
             max_message: self.v2.ws.max_message_size,
             max_commands_per_second: self.v2.ws.max_commands_per_second,
             silence_ms: self.settings.sse_keepalive.as_millis() as u64 + PONG_GRACE_MS,
         };
-        if !out.is_empty() {
-            let written = crate::transport::sse::stream::write_all(&mut socket, &[Bytes::from(out)], ws.outbox()).await;
-            if written.is_err() {
-                return;
-            }
-        }
         let end = session::run(&mut socket, &mut ws, limits).await;
         let issuer = ws.auth.as_ref().map_or("", |a| &*a.issuer).to_owned();
         tracing::debug!(issuer, end = ?end, lasted_ms = self.node.hub.clock().now_ms().saturating_sub(now_ms), "websocket closed");
@@ -140,6 +132,17 @@ impl PublicApi {
             self.metrics.request_refused(close_code_name(code));
         }
     }
+}
+
+/// The size of a held WebSocket's future, for the size test of `http`.
+pub(crate) fn websocket_task_size(api: &Arc<PublicApi>, socket: tokio::net::TcpStream) -> usize {
+    let request = WsRequest {
+        accept: String::new(),
+        principal: None,
+        topics: Vec::new(),
+        cursor: None,
+    };
+    std::mem::size_of_val(&api.websocket(socket, Box::new(request)))
 }
 
 fn close_code_name(code: u16) -> &'static str {
@@ -172,7 +175,8 @@ struct Sub {
 /// A WebSocket of the v2 face.
 struct Socket {
     api: Arc<PublicApi>,
-    auth: Option<Auth>,
+    /// Boxed: a connection keeps it for its whole life, and inline it would size every task.
+    auth: Option<Box<Auth>>,
     connection: Connection,
     /// By delivery index; `None` where a topic was unsubscribed.
     subs: Vec<Option<Sub>>,
@@ -183,15 +187,32 @@ struct Socket {
 }
 
 impl Socket {
+    /// Authenticates with the handshake's token and subscribes the URL's topics, if it has them;
+    /// false if the client went away meanwhile.
+    async fn open<S: HeldConnection>(&mut self, socket: &mut S, request: Box<WsRequest>) -> bool {
+        let mut out = Vec::new();
+        let request = *request;
+        if let Some(principal) = request.principal {
+            self.authenticate(principal);
+            if !request.topics.is_empty() {
+                self.subscribe(Some(0), request.topics, request.cursor, &mut out).await;
+            }
+        }
+        out.is_empty()
+            || crate::transport::sse::stream::write_all(socket, &[Bytes::from(out)], self.outbox())
+                .await
+                .is_ok()
+    }
+
     fn authenticate(&mut self, principal: Principal) {
         let grants = principal.grants.clone().unwrap_or_default();
         let expires_ms = u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000);
         self.connection.outbox().set_expires_ms(expires_ms);
-        self.auth = Some(Auth {
+        self.auth = Some(Box::new(Auth {
             issuer: principal.issuer,
             subject: principal.subject,
             grants,
-        });
+        }));
     }
 
     /// The prefix of the issuer's topics, cut from names on the wire.
