@@ -195,6 +195,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
                 ws: crate::api::v2::ws::WsSettings {
                     max_message_size: config.ws.max_message_size,
                     max_commands_per_second: config.ws.max_commands_per_second,
+                    ping_interval_ms: config.ws.ping_interval.as_millis() as u32,
                 },
                 ticket_lifetime: config.public_api.ticket_lifetime,
                 max_topics: config.public_api.max_topics_per_connection,

@@ -335,12 +335,20 @@ fn bad_commands_are_answered_and_bad_frames_close_with_their_code() {
     assert_eq!(close_code(&mut chatty), 4429);
 
     // Invalid UTF-8 in a text frame: 1007 (sent raw: the client library refuses to).
+    use std::io::Write;
+    let mut raw = raw_upgrade(&herald, &format!("access_token={t}"));
+    raw.write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe]).unwrap();
+    assert_eq!(raw_close_code(&mut raw), 1007);
+}
+
+/// Upgrades a raw socket (a client that then never sends a frame, not even a pong).
+fn raw_upgrade(herald: &Herald, query: &str) -> TcpStream {
+    use std::io::{Read, Write};
     let mut raw = TcpStream::connect(herald.public).unwrap();
     raw.set_read_timeout(Some(DEADLINE)).unwrap();
-    use std::io::{Read, Write};
     write!(
         raw,
-        "GET /v2/ws?access_token={t} HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+        "GET /v2/ws?{query} HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
     )
     .unwrap();
     let mut head = Vec::new();
@@ -349,11 +357,50 @@ fn bad_commands_are_answered_and_bad_frames_close_with_their_code() {
         raw.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    raw.write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe]).unwrap();
-    let mut frame = [0u8; 4];
-    raw.read_exact(&mut frame).unwrap();
-    assert_eq!((frame[0], u16::from_be_bytes([frame[2], frame[3]])), (0x88, 1007));
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    raw
+}
+
+/// The close code of the first close frame on a raw socket, skipping other server frames.
+fn raw_close_code(raw: &mut TcpStream) -> u16 {
+    use std::io::Read;
+    loop {
+        let mut header = [0u8; 2];
+        raw.read_exact(&mut header).unwrap();
+        let mut payload = vec![0u8; usize::from(header[1] & 0x7f)];
+        assert!(payload.len() < 126, "a small frame");
+        raw.read_exact(&mut payload).unwrap();
+        if header[0] == 0x88 {
+            return u16::from_be_bytes([payload[0], payload[1]]);
+        }
+    }
+}
+
+#[test]
+fn herald_pings_and_closes_a_silent_peer_4512_while_an_answering_one_stays() {
+    let herald = Herald::start_with(&[("WS_PING_INTERVAL", "1")]);
+    let t = token(json!({"topics": ["a"]}));
+    let mut silent = raw_upgrade(&herald, &format!("access_token={t}"));
+    let mut answering = connect(&herald, &format!("access_token={t}"));
+    let started = Instant::now();
+    // The answering client reads (tungstenite answers ping frames) and gets JSON pings too.
+    let mut json_pings = 0;
+    while started.elapsed() < Duration::from_secs(14) && json_pings < 3 {
+        if let Message::Text(t) = answering.read().unwrap() {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            assert_eq!(v["op"], "ping");
+            json_pings += 1;
+        }
+    }
+    assert_eq!(json_pings, 3);
+    assert_eq!(raw_close_code(&mut silent), 4512);
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    send(&mut answering, json!({"op": "ping", "id": 1}));
+    assert_eq!(next(&mut answering)["op"], "pong");
 }
 
 #[test]

@@ -84,6 +84,11 @@ pub const SETTINGS: &[Setting] = &[
         help: "Largest message a WebSocket client may send, in bytes (125 to 16 MiB); a larger one closes the connection with 1009.",
     },
     Setting {
+        name: "WS_PING_INTERVAL",
+        default: "25",
+        help: "Seconds of silence after which Herald pings a WebSocket (1 to 3600); a client silent for this plus 10 s is closed with 4512.",
+    },
+    Setting {
         name: "WS_MAX_COMMANDS_PER_SECOND",
         default: "100",
         help: "Commands one WebSocket may send in a second (0: no limit); more close it with 4429.",

@@ -113,14 +113,16 @@ impl Liveness {
         for shard in 0..SHARDS {
             let streams = self.lock(shard);
             for (_, outbox) in streams.iter() {
-                // Timeout first, as Neurow; then expiry, which outranks a ping.
-                if now_ms.saturating_sub(outbox.last_message_ms()) > rules.timeout_ms {
+                // Timeout first, as Neurow; then expiry, which outranks a ping. A connection with
+                // its own keep-alive (a WebSocket) has no inactivity timeout.
+                let own = outbox.own_keepalive_ms();
+                if own.is_none() && now_ms.saturating_sub(outbox.last_message_ms()) > rules.timeout_ms {
                     outbox.close(CloseReason::Timeout);
                     report.timeouts += 1;
                 } else if outbox.expires_ms() < now_ms {
                     outbox.close(CloseReason::CredentialsExpired);
                     report.expired += 1;
-                } else if now_ms.saturating_sub(outbox.last_frame_ms()) > rules.keepalive_ms
+                } else if now_ms.saturating_sub(outbox.last_frame_ms()) > own.unwrap_or(rules.keepalive_ms)
                     && outbox.push_keepalive(now_ms)
                 {
                     report.pings += 1;

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
@@ -96,6 +96,10 @@ pub struct Outbox {
     waker: AtomicWaker,
     /// Deliveries allowed in the queue; one more ends the connection as [`CloseReason::SlowConsumer`].
     capacity: u32,
+    /// A connection with its own keep-alive interval (a WebSocket: `WS_PING_INTERVAL`), in ms;
+    /// 0 for the node's rule (`SSE_KEEPALIVE`). Such a connection has no inactivity timeout:
+    /// `SSE_TIMEOUT` is the SSE streams' rule, and a WebSocket's pings tell a dead peer.
+    own_keepalive_ms: AtomicU32,
     /// Wall-clock ms of the last delivery or ping queued: drives keep-alives.
     last_frame_ms: AtomicU64,
     /// Wall-clock ms of the last message queued: drives the inactivity timeout.
@@ -120,6 +124,7 @@ impl Outbox {
             state: Mutex::new(State::default()),
             waker: AtomicWaker::new(),
             capacity: capacity.clamp(1, u32::MAX as usize) as u32,
+            own_keepalive_ms: AtomicU32::new(0),
             last_frame_ms: AtomicU64::new(now_ms),
             last_message_ms: AtomicU64::new(now_ms),
             expires_ms: AtomicU64::new(expires_ms),
@@ -241,6 +246,17 @@ impl Outbox {
     /// When the token expires.
     pub fn expires_ms(&self) -> u64 {
         self.expires_ms.load(Ordering::Relaxed)
+    }
+
+    /// Gives the connection its own keep-alive interval (see the field); 0 restores the rule.
+    pub fn set_own_keepalive_ms(&self, ms: u32) {
+        self.own_keepalive_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The connection's own keep-alive interval, if it has one.
+    pub fn own_keepalive_ms(&self) -> Option<u64> {
+        let ms = self.own_keepalive_ms.load(Ordering::Relaxed);
+        (ms != 0).then_some(u64::from(ms))
     }
 
     /// A refreshed token expires at `expires_ms`: the connection lives on until then.

@@ -40,11 +40,12 @@ const PONG_GRACE_MS: u64 = 10_000;
 /// WebSocket settings of the v2 face.
 #[derive(Debug, Clone, Copy)]
 pub struct WsSettings {
-    /// `{PUBLIC_API_CONTEXT_PATH}/v2/ws` is served (the path is in [`super::V2Settings`]).
     /// `WS_MAX_MESSAGE_SIZE`: the largest message a client may send, in bytes.
     pub max_message_size: usize,
     /// `WS_MAX_COMMANDS_PER_SECOND`: commands a connection may send in a second (0: no limit).
     pub max_commands_per_second: u32,
+    /// `WS_PING_INTERVAL`, in ms.
+    pub ping_interval_ms: u32,
 }
 
 impl Default for WsSettings {
@@ -52,6 +53,7 @@ impl Default for WsSettings {
         WsSettings {
             max_message_size: 64 * 1024,
             max_commands_per_second: 100,
+            ping_interval_ms: 25_000,
         }
     }
 }
@@ -107,6 +109,7 @@ impl PublicApi {
     pub(crate) async fn websocket<S: HeldConnection>(self: &Arc<Self>, mut socket: S, request: Box<WsRequest>) {
         let now_ms = self.node.hub.clock().now_ms();
         let connection = Connection::open(&self.node, Vec::new(), u64::MAX).connection;
+        connection.outbox().set_own_keepalive_ms(self.v2.ws.ping_interval_ms);
         let mut ws = Socket {
             api: self.clone(),
             auth: None,
@@ -123,7 +126,7 @@ impl PublicApi {
         let limits = Limits {
             max_message: self.v2.ws.max_message_size,
             max_commands_per_second: self.v2.ws.max_commands_per_second,
-            silence_ms: self.settings.sse_keepalive.as_millis() as u64 + PONG_GRACE_MS,
+            silence_ms: u64::from(self.v2.ws.ping_interval_ms) + PONG_GRACE_MS,
         };
         let end = session::run(&mut socket, &mut ws, limits).await;
         let issuer = ws.auth.as_ref().map_or("", |a| &*a.issuer).to_owned();
