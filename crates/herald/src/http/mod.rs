@@ -682,7 +682,7 @@ mod size_tests {
     const TASK_BASELINE: usize = 900;
     const OUTBOX_BASELINE: usize = 112;
     const H2_BODY_BASELINE: usize = 160;
-    const WEBSOCKET_BASELINE: usize = 960;
+    const WEBSOCKET_BASELINE: usize = 1000;
 
     #[tokio::test]
     async fn test_subscription_sizes() {
