@@ -499,3 +499,54 @@ fn a_publish_over_websocket_on_one_node_reaches_sse_and_long_poll_on_another() {
     subscribe(&mut reader, 1, &["room"], Some(&cursor));
     assert_eq!(next(&mut reader)["payload"], "hello");
 }
+
+#[test]
+fn a_resume_a_cluster_node_cannot_read_for_too_long_closes_4503() {
+    let mut redis = RedisServer::start();
+    let nodes = start_nodes(&redis.url(), 1, &[("CLUSTER_RESUME_TIMEOUT", "1000")]);
+    let t = token(json!({"topics": ["a"]}));
+    publish(&nodes[0], "a", "1");
+    redis.stop();
+    let mut ws = connect(&nodes[0], &format!("access_token={t}"));
+    subscribe(&mut ws, 1, &["a"], Some("0"));
+    assert_eq!(close_code(&mut ws), 4503);
+}
+
+#[test]
+fn a_browser_authenticates_with_a_ticket_or_the_token_cookie() {
+    let herald = Herald::start();
+    let t = token(json!({"topics": ["a"]}));
+    let minted = common::request(
+        herald.public,
+        &format!(
+            "POST /v2/tickets HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {t}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(minted.status, 200, "{}", minted.text());
+    let ticket = minted.json()["ticket"].as_str().unwrap().to_owned();
+    let mut ws = connect(&herald, &format!("ticket={ticket}&topic=a"));
+    assert_eq!(next(&mut ws)["op"], "ack");
+    // Single-use: the same ticket again is refused at the handshake.
+    let again = common::request(
+        herald.public,
+        &format!(
+            "GET /v2/ws?ticket={ticket} HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+        ),
+    );
+    assert_eq!(again.status, 401, "{}", again.text());
+    // The cookie, as a browser sends it on a same-site WebSocket.
+    let stream = TcpStream::connect(herald.public).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/v2/ws?topic=a", herald.public).as_str(),
+    )
+    .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", format!("herald_token={t}").parse().unwrap());
+    let (mut cookie_ws, _) = tungstenite::client(request, stream).unwrap();
+    assert_eq!(next(&mut cookie_ws)["op"], "ack");
+    publish(&herald, "a", "both");
+    assert_eq!(next(&mut ws)["payload"], "both");
+    assert_eq!(next(&mut cookie_ws)["payload"], "both");
+}

@@ -44,12 +44,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// An internal error.
     pub const INTERNAL_ERROR: u16 = 1011;
-    /// The client sent something that is not a command, or a bad cursor: do not retry as is.
-    pub const BAD_COMMAND: u16 = 4400;
     /// No valid token (none within the time allowed, invalid, or revoked): get a new one.
     pub const UNAUTHORIZED: u16 = 4401;
-    /// The token does not allow what the connection asked at its opening.
-    pub const FORBIDDEN: u16 = 4403;
     /// The token expired: get a new one, reconnect at once, resume with the cursor.
     pub const TOKEN_EXPIRED: u16 = 4409;
     /// More commands than `WS_MAX_COMMANDS_PER_SECOND`: back off.

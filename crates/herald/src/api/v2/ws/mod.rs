@@ -156,7 +156,7 @@ fn close_code_name(code: u16) -> &'static str {
         close::SLOW_CONSUMER => "ws_slow_consumer",
         close::NO_PONG => "ws_no_pong",
         close::TOO_BIG => "ws_too_big",
-        close::PROTOCOL_ERROR | close::INVALID_DATA | close::UNSUPPORTED_DATA | close::BAD_COMMAND => "ws_bad_frame",
+        close::PROTOCOL_ERROR | close::INVALID_DATA | close::UNSUPPORTED_DATA => "ws_bad_frame",
         _ => "ws_closed",
     }
 }
