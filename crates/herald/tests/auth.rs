@@ -206,3 +206,78 @@ fn the_default_origins_are_local_development_ones() {
     assert_eq!(preflight("https://127.0.0.1"), 204);
     assert_eq!(preflight("https://www.doctolib.fr"), 400);
 }
+
+/// An issuer configured with public keys: an RS256 subscriber on v1 and an ES256 publisher,
+/// while the HS256 issuer beside it works as before and a token of the wrong kind is refused.
+#[test]
+fn issuers_with_rsa_and_ec_keys_authenticate_both_apis() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, RsaKeySize};
+    let rsa = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048).unwrap();
+    let ec = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let config = json!({
+        "service_name": "push",
+        "clients": {
+            "idp": {"keys": [
+                {"kid": "r1", "pem": rsa.public_key_pem(), "algorithms": ["RS256"]},
+                {"kid": "e1", "pem": ec.public_key_pem()},
+            ]},
+            "legacy": "a-shared-secret",
+        }
+    });
+    let h = Herald::start_with(&[("JWT_CONFIG", &config.to_string())]);
+    let now = now_s();
+    let claims = |iss: &str| json!({"iss": iss, "sub": "t", "aud": "push", "iat": now, "exp": now + 60});
+    let signed = |alg: Algorithm, kid: &str, key: &EncodingKey, iss: &str| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        encode(&header, &claims(iss), key).unwrap()
+    };
+    let rsa_key = EncodingKey::from_rsa_pem(rsa.serialize_pem().as_bytes()).unwrap();
+    let ec_key = EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap();
+    let subscriber = signed(Algorithm::RS256, "r1", &rsa_key, "idp");
+    let mut sse = Sse::open_raw(
+        h.public,
+        &format!("GET /v1/subscribe HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {subscriber}\r\n\r\n"),
+    );
+    assert_eq!(sse.response.status, 200, "{}", sse.response.head);
+    let publisher = signed(Algorithm::ES256, "e1", &ec_key, "idp");
+    let r = h.publish(
+        &publisher,
+        r#"{"topic":"t","message":{"event":"e","payload":"signed by EC"}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(sse.next_message().contains("data: signed by EC"));
+    // The RSA key allows RS256 only, and the EC key is under another kid.
+    let ps = signed(Algorithm::PS256, "r1", &rsa_key, "idp");
+    // Refused as any bad signature is (Neurow's 403).
+    assert_eq!(subscribe_with(&h, Some(&format!("Bearer {ps}"))).status, 403);
+    let wrong_kid = signed(Algorithm::ES256, "r1", &ec_key, "idp");
+    assert_eq!(subscribe_with(&h, Some(&format!("Bearer {wrong_kid}"))).status, 403);
+    let legacy = sign_claims(&claims("legacy"), b"a-shared-secret");
+    let mut old = Sse::open_raw(
+        h.public,
+        &format!("GET /v1/subscribe HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {legacy}\r\n\r\n"),
+    );
+    assert_eq!(old.response.status, 200, "{}", old.response.head);
+    drop(old.next_within(std::time::Duration::from_millis(10)));
+}
+
+#[test]
+fn a_weak_rsa_key_refuses_to_start_naming_jwt_config() {
+    let weak = "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDX7Mq6bSrX9Y8VAE2chdaYNj9U\nIe9S2NFw1UiAJuxFxbY+RPubkFKHBbL5+uNhC6WUdOZ5V3qsSWaxriqo67nedh6n\nHL51IwbdZYrOwuIsl4ZwT71Eiminh1HkjAqr78vW8H5qeA+FUMTzCGxzE9S25xjw\nRwaKqYNl66+8Zh9KEQIDAQAB\n-----END PUBLIC KEY-----\n";
+    let config = json!({"service_name": "push", "clients": {"idp": {"keys": [{"pem": weak}]}}});
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .env("JWT_CONFIG", config.to_string())
+        .env("PUBLIC_API_PORT", "0")
+        .env("INTERNAL_API_PORT", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("JWT_CONFIG") && stderr.contains("1024 bits"),
+        "{stderr}"
+    );
+}

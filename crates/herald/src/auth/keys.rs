@@ -1,11 +1,13 @@
-//! Issuers, their shared secrets and the audience each API expects.
+//! Issuers, their shared secrets and public keys, and the audience each API expects.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use jsonwebtoken::DecodingKey;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+
+use super::public_keys::{KeyError, PublicKey, algorithm};
 
 /// A shared HMAC secret: the string's bytes are the key, as in Neurow (not base64-decoded).
 #[derive(Clone)]
@@ -39,13 +41,29 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// One issuer and the secrets that may sign its tokens (several allow key rotation).
+/// One issuer and the keys that may sign its tokens (several allow key rotation).
 #[derive(Debug, Clone)]
 pub struct Issuer {
     /// The `iss` claim value.
     pub name: Arc<str>,
-    /// Any of these verifies a signature; the first signs `herald token`.
+    /// Shared secrets: any of these verifies an HMAC signature; the first signs `herald token`.
     pub secrets: Vec<Secret>,
+    /// The HMAC algorithms the secrets allow (Neurow's `HS256` unless configured).
+    pub hmac_algorithms: Vec<Algorithm>,
+    /// Public keys (RSA, EC, Ed25519), chosen by the token's `kid`.
+    pub keys: Vec<PublicKey>,
+}
+
+impl Issuer {
+    /// An issuer with shared secrets only, verifying HS256 as Neurow does.
+    pub fn with_secrets(name: &str, secrets: Vec<Secret>) -> Issuer {
+        Issuer {
+            name: name.into(),
+            secrets,
+            hmac_algorithms: vec![Algorithm::HS256],
+            keys: Vec::new(),
+        }
+    }
 }
 
 /// What one API accepts.
@@ -98,6 +116,22 @@ pub enum JwtConfigError {
     /// An issuer without a usable secret.
     #[error("issuer {0:?} needs a non-empty secret or a non-empty list of non-empty secrets")]
     BadSecret(String),
+    /// An issuer with neither a secret nor a key.
+    #[error("issuer {0:?} needs secrets or keys")]
+    NoKeys(String),
+    /// A public key that cannot be used.
+    #[error("issuer {issuer:?}, key {index}: {error}")]
+    BadKey {
+        /// The issuer.
+        issuer: String,
+        /// Which key of its list (from 0).
+        index: usize,
+        /// Why.
+        error: KeyError,
+    },
+    /// An HMAC algorithm name that is not one.
+    #[error("issuer {0:?}: hmac_algorithms may list HS256, HS384 and HS512 only")]
+    BadHmacAlgorithm(String),
 }
 
 #[derive(Deserialize)]
@@ -111,6 +145,29 @@ struct JwtConfigJson {
 enum Secrets {
     One(String),
     Many(Vec<String>),
+    Keys(IssuerKeys),
+}
+
+/// An issuer written as an object: secrets, public keys, or both.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuerKeys {
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    hmac_algorithms: Vec<String>,
+    #[serde(default)]
+    keys: Vec<KeyJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyJson {
+    pem: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    algorithms: Vec<String>,
 }
 
 /// Parses Neurow's `JWT_CONFIG`: one audience (`service_name`) and issuer list for both APIs.
@@ -134,27 +191,70 @@ pub fn parse_jwt_config(json: &str) -> Result<AuthConfig, JwtConfigError> {
     names.sort();
     let mut issuers = Vec::with_capacity(names.len());
     for name in names {
-        let secrets = match &parsed.clients[&name] {
-            Secrets::One(s) => vec![s.clone()],
-            Secrets::Many(v) => v.clone(),
+        let issuer = match &parsed.clients[&name] {
+            Secrets::One(s) => secrets_only(&name, std::slice::from_ref(s))?,
+            Secrets::Many(v) => secrets_only(&name, v)?,
+            Secrets::Keys(keys) => issuer_of_keys(&name, keys)?,
         };
-        if name.is_empty() || secrets.is_empty() || secrets.iter().any(String::is_empty) {
-            return Err(JwtConfigError::BadSecret(name));
-        }
-        issuers.push(Issuer {
-            name: name.into(),
-            secrets: secrets.iter().map(|s| Secret::new(s)).collect(),
-        });
+        issuers.push(issuer);
     }
     Ok(AuthConfig::new(parsed.service_name, issuers))
 }
 
+/// Neurow's form: shared secrets, HS256.
+fn secrets_only(name: &str, secrets: &[String]) -> Result<Issuer, JwtConfigError> {
+    if name.is_empty() || secrets.is_empty() || secrets.iter().any(String::is_empty) {
+        return Err(JwtConfigError::BadSecret(name.to_owned()));
+    }
+    Ok(Issuer::with_secrets(
+        name,
+        secrets.iter().map(|s| Secret::new(s)).collect(),
+    ))
+}
+
+/// Herald's form: `{"secrets": […], "hmac_algorithms": […], "keys": [{"pem", "kid", "algorithms"}]}`.
+fn issuer_of_keys(name: &str, spec: &IssuerKeys) -> Result<Issuer, JwtConfigError> {
+    if name.is_empty() || spec.secrets.iter().any(String::is_empty) {
+        return Err(JwtConfigError::BadSecret(name.to_owned()));
+    }
+    if spec.secrets.is_empty() && spec.keys.is_empty() {
+        return Err(JwtConfigError::NoKeys(name.to_owned()));
+    }
+    let hmac_algorithms = if spec.hmac_algorithms.is_empty() {
+        vec![Algorithm::HS256]
+    } else {
+        spec.hmac_algorithms
+            .iter()
+            .map(|a| {
+                algorithm(a)
+                    .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+                    .ok_or_else(|| JwtConfigError::BadHmacAlgorithm(name.to_owned()))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let keys = spec
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(index, k)| {
+            PublicKey::from_pem(&k.pem, k.kid.clone(), &k.algorithms).map_err(|error| JwtConfigError::BadKey {
+                issuer: name.to_owned(),
+                index,
+                error,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Issuer {
+        name: name.into(),
+        secrets: spec.secrets.iter().map(|s| Secret::new(s)).collect(),
+        hmac_algorithms,
+        keys,
+    })
+}
+
 /// Neurow's development issuers (spec §5): public knowledge, for local use only.
 pub fn development_auth() -> (AuthConfig, AuthConfig) {
-    let issuer = |name: &str, secret: &str| Issuer {
-        name: name.into(),
-        secrets: vec![Secret::new(secret)],
-    };
+    let issuer = |name: &str, secret: &str| Issuer::with_secrets(name, vec![Secret::new(secret)]);
     let public = AuthConfig::new(
         "public_api",
         vec![

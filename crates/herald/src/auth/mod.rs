@@ -7,9 +7,13 @@
 mod cache;
 pub mod grants;
 pub mod keys;
+pub mod public_keys;
 pub mod ticket;
 pub mod token;
 mod verify;
+
+#[cfg(test)]
+mod algorithm_tests;
 
 pub use cache::CachingVerifier;
 pub use verify::{AuthError, Principal, Verifier, bearer_token};

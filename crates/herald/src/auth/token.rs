@@ -27,6 +27,9 @@ pub enum TokenError {
     /// The issuer is not configured for that API.
     #[error("unknown issuer {0:?}; configured issuers: {1}")]
     UnknownIssuer(String, String),
+    /// The issuer has public keys only: its tokens come from its identity provider.
+    #[error("issuer {0:?} has no shared secret (only public keys): its identity provider signs its tokens")]
+    NoSecret(String),
 }
 
 impl TokenRequest {
@@ -51,7 +54,11 @@ impl TokenRequest {
         if !self.roles.is_empty() {
             claims["roles"] = json!(self.roles);
         }
-        Ok(sign_claims(&claims, issuer.secrets[0].bytes()))
+        let secret = issuer
+            .secrets
+            .first()
+            .ok_or_else(|| TokenError::NoSecret(self.issuer.clone()))?;
+        Ok(sign_claims(&claims, secret.bytes()))
     }
 }
 

@@ -8,7 +8,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::grants::{Grants, InvalidGrants};
-use super::keys::AuthConfig;
+use super::keys::{AuthConfig, Issuer};
+use super::public_keys::algorithm;
 
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,15 +157,7 @@ impl Verifier {
             .and_then(|n| self.config.issuer(n))
             .ok_or(AuthError::UnknownIssuer)?;
 
-        // Only HS256 is allowed, as Neurow's verify_strict(["HS256"]) does.
-        if header.get("alg").and_then(Value::as_str) != Some("HS256") {
-            return Err(AuthError::InvalidSignature);
-        }
-        let verified = issuer.secrets.iter().any(|secret| {
-            jsonwebtoken::crypto::verify(signature, signed.as_bytes(), secret.decoding_key(), Algorithm::HS256)
-                .unwrap_or(false)
-        });
-        if !verified {
+        if !verify_signature(issuer, &header, signed, signature) {
             return Err(AuthError::InvalidSignature);
         }
 
@@ -193,6 +186,36 @@ impl Verifier {
             grants: Grants::from_claims(&claims),
         })
     }
+}
+
+/// Whether `signature` over `signed` is the issuer's, by the `alg` and `kid` of `header`.
+///
+/// An issuer with only secrets accepts its HMAC algorithms (HS256 unless configured), as
+/// Neurow's `verify_strict(["HS256"])` does. An HMAC `alg` verifies against secrets only and
+/// an asymmetric one against public keys only, each allowing that `alg`; `none` and unknown
+/// names verify nothing. A token with a `kid` is checked against the keys of that `kid` and the
+/// keys without one; nothing else in the header (`jku`, `x5u`, `jwk`) is ever used.
+fn verify_signature(issuer: &Issuer, header: &Map<String, Value>, signed: &str, signature: &str) -> bool {
+    let Some(alg) = header.get("alg").and_then(Value::as_str).and_then(algorithm) else {
+        return false;
+    };
+    let verify = |key: &jsonwebtoken::DecodingKey| {
+        jsonwebtoken::crypto::verify(signature, signed.as_bytes(), key, alg).unwrap_or(false)
+    };
+    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        return issuer.hmac_algorithms.contains(&alg) && issuer.secrets.iter().any(|s| verify(s.decoding_key()));
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.as_str()),
+        Some(_) => return false,
+    };
+    issuer
+        .keys
+        .iter()
+        .filter(|k| k.algorithms.contains(&alg))
+        .filter(|k| k.kid.is_none() || kid.is_none() || k.kid.as_deref() == kid)
+        .any(|k| verify(&k.key))
 }
 
 fn decode_json_object(b64: &str) -> Result<Map<String, Value>, AuthError> {
@@ -317,10 +340,10 @@ mod tests {
         use crate::auth::keys::{AuthConfig, Issuer, Secret};
         let config = AuthConfig::new(
             "public_api",
-            vec![Issuer {
-                name: "test_issuer1".into(),
-                secrets: vec![Secret::new("old"), Secret::new(S1)],
-            }],
+            vec![Issuer::with_secrets(
+                "test_issuer1",
+                vec![Secret::new("old"), Secret::new(S1)],
+            )],
         );
         assert!(Verifier::new(config, 120).verify(&sign(good(), S1), NOW).is_ok());
     }

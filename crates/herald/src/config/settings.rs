@@ -201,7 +201,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "JWT_CONFIG",
         default: "(development keys)",
-        help: "Neurow's JSON: {\"service_name\": audience, \"clients\": {issuer: secret or [secrets]}}. Unset: the development issuers test_issuer1 and test_issuer2, with a loud warning.",
+        help: "Neurow's JSON: {\"service_name\": audience, \"clients\": {issuer: secret, [secrets], or {\"secrets\", \"hmac_algorithms\", \"keys\": [{\"pem\", \"kid\", \"algorithms\"}]}}}. Unset: the development issuers test_issuer1 and test_issuer2, with a loud warning.",
     },
     Setting {
         name: "VERBOSE_AUTHENTICATION_ERRORS",
