@@ -13,6 +13,7 @@ const NOW: i64 = 1_800_000_000;
 struct Pair {
     public_pem: String,
     private_pem: String,
+    raw_public: Vec<u8>,
 }
 
 fn rsa() -> Pair {
@@ -20,6 +21,7 @@ fn rsa() -> Pair {
     Pair {
         public_pem: k.public_key_pem(),
         private_pem: k.serialize_pem(),
+        raw_public: k.public_key_raw().to_vec(),
     }
 }
 
@@ -28,6 +30,7 @@ fn generated(alg: &'static rcgen::SignatureAlgorithm) -> Pair {
     Pair {
         public_pem: k.public_key_pem(),
         private_pem: k.serialize_pem(),
+        raw_public: k.public_key_raw().to_vec(),
     }
 }
 
@@ -202,4 +205,62 @@ fn keys_that_cannot_be_used_refuse_to_load() {
         parse(json!({"secret": "typo"})).unwrap_err(),
         JwtConfigError::Malformed(_)
     ));
+}
+
+#[test]
+fn a_jwks_file_gives_keys_by_kid() {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    let rsa = rsa();
+    let ec = generated(&PKCS_ECDSA_P256_SHA256);
+    let ed = generated(&PKCS_ED25519);
+    let jwk = |alg: Algorithm, pair: &Pair, kid: &str| {
+        let mut jwk = Jwk::from_encoding_key(&encoding_key(alg, pair), alg).unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        jwk
+    };
+    let set = JwkSet {
+        keys: vec![jwk(Algorithm::RS256, &rsa, "r"), jwk(Algorithm::ES256, &ec, "e")],
+    };
+    let mut set = serde_json::to_value(&set).unwrap();
+    // jsonwebtoken cannot make an Ed25519 JWK from a PKCS#8 key: written by hand (RFC 8037).
+    set["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "OKP", "crv": "Ed25519", "kid": "d", "x": base64_url(&ed.raw_public)}));
+    let dir = std::env::temp_dir().join(format!("herald-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.json");
+    std::fs::write(&path, set.to_string()).unwrap();
+    let v = verifier(json!({"jwks_file": path}));
+    for (alg, pair, kid) in [
+        (Algorithm::RS256, &rsa, "r"),
+        (Algorithm::ES256, &ec, "e"),
+        (Algorithm::EdDSA, &ed, "d"),
+    ] {
+        assert!(
+            v.verify(&token(alg, Some(kid), &encoding_key(alg, pair)), NOW).is_ok(),
+            "{alg:?}"
+        );
+    }
+    // A JWK's alg is the only one it allows; a kid of another key does not verify.
+    let rs384 = token(Algorithm::RS384, Some("r"), &encoding_key(Algorithm::RS384, &rsa));
+    assert_eq!(v.verify(&rs384, NOW).unwrap_err(), AuthError::InvalidSignature);
+    let wrong = token(Algorithm::ES256, Some("r"), &encoding_key(Algorithm::ES256, &ec));
+    assert_eq!(v.verify(&wrong, NOW).unwrap_err(), AuthError::InvalidSignature);
+    // A missing file, a symmetric key and a document that is not a JWKS refuse to load.
+    let parse = |issuer: serde_json::Value| {
+        parse_jwt_config(&json!({"service_name": "public_api", "clients": {"idp": issuer}}).to_string())
+    };
+    assert!(parse(json!({"jwks_file": dir.join("missing.json")})).is_err());
+    std::fs::write(&path, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).unwrap();
+    assert!(matches!(
+        parse(json!({"jwks_file": path})).unwrap_err(),
+        JwtConfigError::BadKey {
+            error: KeyError::Jwks(_),
+            ..
+        }
+    ));
+    std::fs::write(&path, "[]").unwrap();
+    assert!(parse(json!({"jwks_file": path})).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
 }

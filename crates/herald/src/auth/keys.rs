@@ -158,6 +158,9 @@ struct IssuerKeys {
     hmac_algorithms: Vec<String>,
     #[serde(default)]
     keys: Vec<KeyJson>,
+    /// A JWKS document on disk, read at start.
+    #[serde(default)]
+    jwks_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -217,7 +220,7 @@ fn issuer_of_keys(name: &str, spec: &IssuerKeys) -> Result<Issuer, JwtConfigErro
     if name.is_empty() || spec.secrets.iter().any(String::is_empty) {
         return Err(JwtConfigError::BadSecret(name.to_owned()));
     }
-    if spec.secrets.is_empty() && spec.keys.is_empty() {
+    if spec.secrets.is_empty() && spec.keys.is_empty() && spec.jwks_file.is_none() {
         return Err(JwtConfigError::NoKeys(name.to_owned()));
     }
     let hmac_algorithms = if spec.hmac_algorithms.is_empty() {
@@ -243,7 +246,22 @@ fn issuer_of_keys(name: &str, spec: &IssuerKeys) -> Result<Issuer, JwtConfigErro
                 error,
             })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut keys = keys;
+    if let Some(path) = &spec.jwks_file {
+        let bad = |error: KeyError| JwtConfigError::BadKey {
+            issuer: name.to_owned(),
+            index: keys.len(),
+            error,
+        };
+        let json =
+            std::fs::read_to_string(path).map_err(|e| bad(KeyError::Jwks(format!("cannot read {path}: {e}"))))?;
+        let loaded = super::public_keys::from_jwks(&json).map_err(bad)?;
+        if loaded.is_empty() {
+            return Err(bad(KeyError::Jwks(format!("{path} holds no signing key"))));
+        }
+        keys.extend(loaded);
+    }
     Ok(Issuer {
         name: name.into(),
         secrets: spec.secrets.iter().map(|s| Secret::new(s)).collect(),

@@ -81,6 +81,9 @@ pub enum KeyError {
     /// An algorithm this key cannot verify, or not an algorithm at all.
     #[error("algorithm {0:?} does not fit this key")]
     Algorithm(String),
+    /// A JWKS document that cannot be used.
+    #[error("JWKS: {0}")]
+    Jwks(String),
 }
 
 /// Parses an algorithm name as a JWT header carries it (`RS256`, `ES384`, `EdDSA`, …); `none`
@@ -126,6 +129,65 @@ impl PublicKey {
             key,
         })
     }
+}
+
+/// Loads the signing keys of a JWKS document (RFC 7517). Keys marked for encryption (`use`
+/// `enc`) are left out; a symmetric (`oct`) key, an unsupported curve, a weak RSA key or an
+/// `alg` that does not fit its key refuses the whole set.
+pub fn from_jwks(json: &str) -> Result<Vec<PublicKey>, KeyError> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
+    let set: JwkSet = serde_json::from_str(json).map_err(|e| KeyError::Jwks(format!("not a JWKS document: {e}")))?;
+    let mut keys = Vec::with_capacity(set.keys.len());
+    for jwk in &set.keys {
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let kind = match &jwk.algorithm {
+            AlgorithmParameters::RSA(rsa) => {
+                let n = base64::Engine::decode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    rsa.n.trim_end_matches('='),
+                )
+                .map_err(|_| KeyError::Jwks("an RSA key's n is not base64url".into()))?;
+                let significant: Vec<u8> = n.into_iter().skip_while(|&b| b == 0).collect();
+                let bits = significant
+                    .first()
+                    .map_or(0, |&b| significant.len() * 8 - b.leading_zeros() as usize);
+                if bits < MIN_RSA_BITS {
+                    return Err(KeyError::WeakRsa(bits));
+                }
+                KeyKind::Rsa
+            }
+            AlgorithmParameters::EllipticCurve(ec) if matches!(ec.curve, EllipticCurve::P256 | EllipticCurve::P384) => {
+                KeyKind::Ec
+            }
+            AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => KeyKind::Ed,
+            _ => {
+                return Err(KeyError::Jwks(
+                    "only RSA, EC P-256/P-384 and Ed25519 signing keys are supported".into(),
+                ));
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| KeyError::Jwks(format!("unusable key: {e}")))?;
+        let algorithms = match &jwk.common.key_algorithm {
+            None => kind.default_algorithms(),
+            Some(a) => {
+                let name = format!("{a:?}");
+                vec![
+                    algorithm(&name)
+                        .filter(|a| kind.fits(*a))
+                        .ok_or(KeyError::Algorithm(name))?,
+                ]
+            }
+        };
+        keys.push(PublicKey {
+            kid: jwk.common.key_id.clone(),
+            kind,
+            algorithms,
+            key,
+        });
+    }
+    Ok(keys)
 }
 
 /// The length in bits of the modulus of a PKCS#1 `RSAPublicKey` (DER: a SEQUENCE whose first
