@@ -22,13 +22,23 @@
 #   P99_BOUND_MS       one-to-one latency bound [50]
 #   SCENARIOS          subset to run [idle broadcast-window broadcast-rate one-to-one storm];
 #                      also idle-multi and broadcast-multi (Herald v2: TOPICS topics per
-#                      stream [8])
+#                      stream [8]); one-to-one-longpoll (the one-to-one sweep with long-polling
+#                      subscribers: Herald's /v2/poll, Nchan's /lp/<channel>; row "one-to-one
+#                      (long-poll)"); storm-v2 (Herald only: the storm against /v2/subscribe
+#                      three times, the token in the header, in the query and as a ticket
+#                      minted beforehand; rows "storm (v2, header|query|ticket)")
+#   LONGPOLL_RATES     one-to-one-longpoll sweep, messages/s [$RATES]
 #   TARGETS            [herald nchan]
 #   QUIET_PCT          before each run, wait until the machine's other load is under this % of
 #                      one core for 2 s [25]; QUIET_MAX_WAIT bounds the wait, s [60]
 #   OUT_DIR            where results go [bench/results/<date>]
 #   MAX_OTHER_PCT      the table leaves out runs disturbed by other load above this % of one
 #                      core [50]; table-all.md keeps every run
+#
+# Set for herald-load per server (TOOL_ENV): TARGET, SSE_URL, PUBLISH_URL and POLL_URL (the
+# long-poll endpoint: http://127.0.0.1:PORT/v2/poll on Herald, http://127.0.0.1:PORT/lp/ on
+# Nchan, whose location bench/lib.sh writes); one-to-one-longpoll adds SUBSCRIBER_TRANSPORT=longpoll,
+# storm-v2 SSE_URL=.../v2/subscribe and TOKEN_IN=header|query|ticket.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,6 +52,7 @@ RATE=${RATE:-2}
 RATES=${RATES:-1000,2000,5000,10000,20000,30000,40000,50000,60000,80000}
 STEP_DURATION=${STEP_DURATION:-5}
 P99_BOUND_MS=${P99_BOUND_MS:-50}
+LONGPOLL_RATES=${LONGPOLL_RATES:-$RATES}
 SCENARIOS=${SCENARIOS:-idle broadcast-window broadcast-rate one-to-one storm}
 TARGETS=${TARGETS:-herald nchan}
 MAX_OTHER_PCT=${MAX_OTHER_PCT:-50}
@@ -105,13 +116,14 @@ start_server() {
         start_herald "$HERALD_BIN" "$SUB_PORT" "$PUB_PORT" "$OUT_DIR/herald-$rep.log" "$SERVER_CPU"
         SERVER_PIDS=$HERALD_PID
         TOOL_ENV=(TARGET=herald "SSE_URL=http://127.0.0.1:$SUB_PORT/v1/subscribe"
-            "PUBLISH_URL=http://127.0.0.1:$PUB_PORT/v1/publish" SSE_JWT_EXPIRATION=86400)
+            "PUBLISH_URL=http://127.0.0.1:$PUB_PORT/v1/publish" SSE_JWT_EXPIRATION=86400
+            "POLL_URL=http://127.0.0.1:$SUB_PORT/v2/poll")
         ;;
     nchan)
         start_nchan "$OUT_DIR/nchan-$rep" "$SUB_PORT" "$PUB_PORT" "$SERVER_CPU"
         SERVER_PIDS=$NCHAN_WORKER
         TOOL_ENV=(TARGET=nchan "SSE_URL=http://127.0.0.1:$SUB_PORT/sub/"
-            "PUBLISH_URL=http://127.0.0.1:$PUB_PORT/pub/")
+            "PUBLISH_URL=http://127.0.0.1:$PUB_PORT/pub/" "POLL_URL=http://127.0.0.1:$SUB_PORT/lp/")
         ;;
     esac
     sleep 1
@@ -185,7 +197,27 @@ for rep in $(seq 1 "$REPEAT"); do
                 tool "$target-one-to-one-$rep" one-to-one --rates "$RATES" \
                     --step-duration "$STEP_DURATION" --p99-bound-ms "$P99_BOUND_MS"
                 ;;
+            one-to-one-longpoll)
+                saved=("${TOOL_ENV[@]}")
+                TOOL_ENV+=(SUBSCRIBER_TRANSPORT=longpoll)
+                tool "$target-one-to-one-longpoll-$rep" one-to-one --rates "$LONGPOLL_RATES" \
+                    --step-duration "$STEP_DURATION" --p99-bound-ms "$P99_BOUND_MS"
+                TOOL_ENV=("${saved[@]}")
+                ;;
             storm) tool "$target-storm-$rep" storm ;;
+            storm-v2)
+                # Herald only: what a subscription costs with the token in the header, in the
+                # query, or as a ticket (minted before the measured storm).
+                if [ "$target" = herald ]; then
+                    saved=("${TOOL_ENV[@]}")
+                    for token_in in header query ticket; do
+                        TOOL_ENV=("${saved[@]}" "SSE_URL=http://127.0.0.1:$SUB_PORT/v2/subscribe"
+                            "TOKEN_IN=$token_in")
+                        tool "$target-storm-v2-$token_in-$rep" storm
+                    done
+                    TOOL_ENV=("${saved[@]}")
+                fi
+                ;;
             *) log "unknown scenario $scenario" ;;
             esac
         done

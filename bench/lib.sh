@@ -95,6 +95,17 @@ http {
             # New subscribers get only new messages, like Herald without Last-Event-ID.
             nchan_subscriber_first_message newest;
         }
+        # Long-polling subscribers (herald-load one-to-one --transport longpoll, POLL_URL).
+        location ~ ^/lp/(.+)\$ {
+            nchan_subscriber longpoll;
+            nchan_channel_id \$1;
+            nchan_subscriber_first_message newest;
+            # All the messages waiting after the poll's position in one answer (multipart/mixed),
+            # as Herald's /v2/poll answers with all of them (up to 100).
+            nchan_longpoll_multipart_response on;
+            # Hold a poll at most as long as herald-load asks Herald to (55 s), then answer 408.
+            nchan_subscriber_timeout 55s;
+        }
     }
     server {
         listen 127.0.0.1:$pub_port backlog=4096;

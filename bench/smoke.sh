@@ -42,6 +42,7 @@ herald)
     SERVER_PIDS=$HERALD_PID
     export SSE_URL="http://127.0.0.1:$SUB_PORT/v1/subscribe"
     export PUBLISH_URL="http://127.0.0.1:$PUB_PORT/v1/publish"
+    export POLL_URL="http://127.0.0.1:$SUB_PORT/v2/poll"
     ;;
 nchan)
     ensure_nchan
@@ -49,6 +50,7 @@ nchan)
     SERVER_PIDS=$NCHAN_WORKER
     export SSE_URL="http://127.0.0.1:$SUB_PORT/sub/"
     export PUBLISH_URL="http://127.0.0.1:$PUB_PORT/pub/"
+    export POLL_URL="http://127.0.0.1:$SUB_PORT/lp/"
     ;;
 *)
     log "TARGET must be herald or nchan"
@@ -75,12 +77,17 @@ run storm storm
 run broadcast-window broadcast
 run broadcast-rate broadcast --rate 20
 run one-to-one one-to-one
+run one-to-one-longpoll one-to-one --transport longpoll
 run neurow neurow
 run neurow-reconnect neurow --sse-auto-reconnect
 run neurow-faults neurow --tolerate-faults
 run soak soak --reconnect-fraction 0.5 --svg "$WORK/soak.svg"
 
 if [ "$TARGET" = herald ]; then
+    # Herald v2: the subscriber's token in the header, the query, or as a single-use ticket.
+    for token_in in header query ticket; do
+        SSE_URL="http://127.0.0.1:$SUB_PORT/v2/subscribe" run "storm-v2-$token_in" storm --token-in "$token_in"
+    done
     # Streams that time out after 0.7 s force reconnects with Last-Event-ID: every message must
     # still arrive exactly once.
     RC_SUB=$(free_port)

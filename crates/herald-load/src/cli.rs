@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::target::TargetKind;
+use crate::target::{TargetKind, TokenIn, Transport};
 
 /// Neurow's development secret for the public (subscribe) API.
 pub const DEV_PUBLIC_SECRET: &str = "966KljJz--KyzyBnMOrFXfAkq9XMqWwPgdBV3cKTxsc";
@@ -240,6 +240,17 @@ pub struct OneToOneArgs {
     /// Write the latency/rate chart here (SVG).
     #[arg(long, env = "SVG")]
     pub svg: Option<PathBuf>,
+    /// How subscribers receive: SSE streams, or long-polls (each subscriber polls again as soon
+    /// as an answer arrives, on a keep-alive connection). The result's mode says which.
+    #[arg(long, env = "SUBSCRIBER_TRANSPORT", value_enum, default_value_t = Transport::Sse)]
+    pub transport: Transport,
+    /// Long-poll URL, for `--transport longpoll` [default: herald http://127.0.0.1:4000/v2/poll,
+    /// nchan http://127.0.0.1:4100/lp/ (the channel is appended; the location must be
+    /// `nchan_subscriber longpoll` with `nchan_longpoll_multipart_response on` and
+    /// `nchan_subscriber_timeout 55s`, as bench/lib.sh writes it)]. Several, comma-separated, for
+    /// the nodes of a cluster.
+    #[arg(long, env = "POLL_URL")]
+    pub poll_url: Option<String>,
 }
 
 /// `soak` settings.
@@ -281,6 +292,11 @@ pub struct StormArgs {
     /// Clients that subscribe at the same moment.
     #[arg(long, env = "CONNECTIONS", default_value_t = 10_000)]
     pub connections: usize,
+    /// Herald v2 (SSE_URL at `/v2/subscribe`): where each client puts its token — the
+    /// `Authorization` header, the `access_token` query parameter, or a single-use ticket minted
+    /// for it (`POST /v2/tickets`) before the measured storm, so that the storm measures redeeming.
+    #[arg(long, env = "TOKEN_IN", value_enum, default_value_t = TokenIn::Header)]
+    pub token_in: TokenIn,
 }
 
 /// `table` settings.

@@ -17,7 +17,9 @@ enum Better {
 /// A metric and which direction is better.
 type Metric = (&'static str, Better);
 
-/// The figures compared for each scenario and mode.
+/// The figures compared for each scenario and mode. A mode without an entry of its own (the
+/// one-to-one sweep's `long-poll`, the v2 storm's `v2, ticket` …) takes its scenario's entry with
+/// mode `""`, in a row of its own.
 const HEADLINES: &[(&str, &str, &[Metric])] = &[
     (
         "idle",
@@ -112,23 +114,26 @@ pub fn table(results: &[RunResult], markdown: bool) -> String {
             .or_default()
             .push(r);
     }
-    let mut variants: Vec<(&str, &str, u64, &[Metric])> = Vec::new();
+    let listed = |scenario: &str, mode: &str| HEADLINES.iter().any(|(s, m, _)| *s == scenario && *m == mode);
+    let mut variants: Vec<(&str, String, u64, &[Metric])> = Vec::new();
     for (scenario, mode, metrics) in HEADLINES {
-        let mut topics: Vec<u64> = groups
+        let mut kinds: Vec<(String, u64)> = groups
             .keys()
-            .filter(|k| k.0 == *scenario && k.1 == *mode)
-            .map(|k| k.2)
+            .filter(|k| k.0 == *scenario && (k.1 == *mode || (mode.is_empty() && !listed(scenario, &k.1))))
+            .map(|k| (k.1.clone(), k.2))
             .collect();
-        topics.dedup();
-        variants.extend(topics.into_iter().map(|t| (*scenario, *mode, t, *metrics)));
+        kinds.dedup();
+        variants.extend(kinds.into_iter().map(|(m, t)| (*scenario, m, t, *metrics)));
     }
     let mut rows: Vec<[String; 6]> = Vec::new();
     for (scenario, mode, topics, metrics) in variants {
-        let get = |t: TargetKind| groups.get(&(scenario.to_owned(), mode.to_owned(), topics, t));
+        let get = |t: TargetKind| groups.get(&(scenario.to_owned(), mode.clone(), topics, t));
         let (herald, nchan) = (get(TargetKind::Herald), get(TargetKind::Nchan));
+        // A v2 mode ("v2, ticket") already says v2.
+        let v2 = if mode.starts_with("v2") { "" } else { "v2, " };
         let detail: Vec<String> = [
-            (!mode.is_empty()).then(|| mode.to_owned()),
-            (topics > 0).then(|| format!("v2, {topics} topic{}", if topics == 1 { "" } else { "s" })),
+            (!mode.is_empty()).then(|| mode.clone()),
+            (topics > 0).then(|| format!("{v2}{topics} topic{}", if topics == 1 { "" } else { "s" })),
         ]
         .into_iter()
         .flatten()
@@ -258,6 +263,35 @@ mod tests {
         noisy.set("other_cpu_pct", 80.0);
         let (kept, dropped) = drop_disturbed(vec![noisy, run(TargetKind::Herald, 1.0)], Some(30.0));
         assert_eq!((kept.len(), dropped), (1, 1));
+    }
+
+    #[test]
+    fn long_poll_and_v2_storm_rows_are_kept_apart() {
+        let mut results = Vec::new();
+        for (scenario, mode, metric, value) in [
+            ("one-to-one", "", "max_rate_under_bound", 50000.0),
+            ("one-to-one", "long-poll", "max_rate_under_bound", 20000.0),
+            ("storm", "", "server_cpu_us_per_subscription", 30.0),
+            ("storm", "v2, ticket", "server_cpu_us_per_subscription", 40.0),
+        ] {
+            let mut r = RunResult::new(scenario, mode, TargetKind::Herald, "", "x", 10, 1);
+            r.set(metric, value);
+            results.push(r);
+        }
+        let t = table(&results, true);
+        assert!(t.contains("| one-to-one | max_rate_under_bound | 50000 (n=1) |"), "{t}");
+        assert!(
+            t.contains("| one-to-one (long-poll) | max_rate_under_bound | 20000 (n=1) |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| storm | server_cpu_us_per_subscription | 30.0 (n=1) |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| storm (v2, ticket) | server_cpu_us_per_subscription | 40.0 (n=1) |"),
+            "{t}"
+        );
     }
 
     #[test]

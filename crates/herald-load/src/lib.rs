@@ -7,8 +7,8 @@
 //!   that measures server and tool cost per phase.
 //! - [`worker`]: worker processes holding the subscriptions (at most ~9,000 each, because a
 //!   process may open only 20,000 files), and the coordinator's side of their JSON-lines protocol.
-//! - [`subscriber`], [`publish`]: the raw HTTP/1.1 SSE and publish clients; [`wire`]: their
-//!   parsers; [`net`]: socket options and source-address spreading.
+//! - [`subscriber`], [`poller`], [`publish`]: the raw HTTP/1.1 SSE, long-poll and publish
+//!   clients; [`wire`]: their parsers; [`net`]: socket options and source-address spreading.
 //! - [`checker`], [`payload`], [`stats`]: delivery checks, the timestamped payload, histograms.
 //! - [`target`]: Herald's and Nchan's wire formats; [`jwt`]: HS256 tokens.
 //! - [`procfs`]: server and tool RSS/CPU from `/proc`.
@@ -23,6 +23,7 @@ pub mod jwt;
 pub mod net;
 pub mod payload;
 pub mod plot;
+pub mod poller;
 pub mod probe;
 pub mod procfs;
 pub mod publish;

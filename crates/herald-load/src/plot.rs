@@ -2,9 +2,10 @@
 //!
 //! No plotting crate is needed for a handful of lines: x is the offered publish rate (linear), y
 //! the latency on a log scale (latencies span from tenths of a millisecond to seconds near
-//! saturation). Each target gets one colour, p99 solid and p50 dashed; a hollow marker means the
-//! server accepted less than 90% of the offered rate (saturated). The p99 bound is a red dotted
-//! line. With several runs per target, each point is the median over the runs.
+//! saturation). Each target, and each mode of it (SSE streams, long-poll), gets one colour, p99
+//! solid and p50 dashed; a hollow marker means the server accepted less than 90% of the offered
+//! rate (saturated). The p99 bound is a red dotted line. With several runs per target, each point
+//! is the median over the runs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -170,11 +171,16 @@ pub fn render(results: &[RunResult], bound_ms: f64) -> String {
 }
 
 fn collect_series(results: &[RunResult]) -> Vec<Series> {
-    // target -> offered rate (as integer key) -> [(achieved, p50, p99)] over runs.
+    // "target[ mode]" -> offered rate (as integer key) -> [(achieved, p50, p99)] over runs.
     type Runs = BTreeMap<u64, Vec<(f64, f64, f64)>>;
     let mut by_target: BTreeMap<String, Runs> = BTreeMap::new();
     for r in results.iter().filter(|r| r.scenario == "one-to-one") {
-        let runs = by_target.entry(r.target.to_string()).or_default();
+        let name = if r.mode.is_empty() {
+            r.target.to_string()
+        } else {
+            format!("{} {}", r.target, r.mode)
+        };
+        let runs = by_target.entry(name).or_default();
         for st in &r.steps {
             runs.entry(st.target_rate.round() as u64).or_default().push((
                 st.achieved_rate,
@@ -185,7 +191,12 @@ fn collect_series(results: &[RunResult]) -> Vec<Series> {
     }
     let mut out = Vec::new();
     for (target, runs) in by_target {
-        let colour = if target == "herald" { "#1f6fb4" } else { "#e07b00" };
+        let colour = match (target.starts_with("herald"), target.contains(' ')) {
+            (true, false) => "#1f6fb4",
+            (false, false) => "#e07b00",
+            (true, true) => "#6baed6",
+            (false, true) => "#c2a35a",
+        };
         let mut p50 = Vec::new();
         let mut p99 = Vec::new();
         for (&offered, samples) in &runs {

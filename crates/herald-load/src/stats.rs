@@ -116,6 +116,9 @@ pub struct Stats {
     pub lost: u64,
     /// Keep-alive events received.
     pub pings: u64,
+    /// Long-poll answers received (with messages or not).
+    #[serde(default)]
+    pub polls: u64,
     /// Publishes accepted by the server.
     pub published: u64,
     /// Publishes that failed.
@@ -176,6 +179,7 @@ impl Stats {
         self.out_of_order += other.out_of_order;
         self.lost += other.lost;
         self.pings += other.pings;
+        self.polls += other.polls;
         self.published += other.published;
         self.publish_errors += other.publish_errors;
         self.publish_refused += other.publish_refused;

@@ -109,17 +109,19 @@ pub struct SseStream {
 
 impl SseStream {
     /// Connects from `src` to the subscribe URL `skip` nodes after `sub`'s own (0: its own), sends
-    /// the subscribe request and checks the response head.
+    /// the subscribe request and checks the response head. `ticket`: see
+    /// [`Target::subscribe_request`].
     pub async fn open(
         target: &Target,
         sub: &str,
         skip: usize,
         src: Option<IpAddr>,
         last_event_id: Option<&str>,
+        ticket: Option<&str>,
     ) -> Result<Self, OpenError> {
         let url = target.sse_url_after(sub, skip);
         let request = target
-            .subscribe_request(url, sub, last_event_id)
+            .subscribe_request(url, sub, last_event_id, ticket)
             .map_err(|e| OpenError::Request(e.to_string()))?;
         let mut stream = net::connect(url.addr, src).await?;
         stream.write_all(&request).await?;
@@ -256,7 +258,7 @@ impl SubState {
             self.anomalies += 1;
             return None;
         }
-        let stamp = if target.topics_per_connection > 0 {
+        let stamp = if target.is_v2() {
             // Herald v2: the data is {"topic","id","payload"}; the payload is herald-load's.
             ev.data
                 .as_deref()
@@ -265,10 +267,34 @@ impl SubState {
         } else {
             ev.data.as_deref().and_then(payload::decode)
         };
+        if !self.on_stamp(stamp, stats, now_us) {
+            return None;
+        }
+        if let Some(id) = ev.id {
+            let id = String::from_utf8_lossy(id);
+            match &mut self.last_id {
+                Some(last) => {
+                    last.clear();
+                    last.push_str(&id);
+                }
+                None => self.last_id = Some(id.into_owned()),
+            }
+        }
+        None
+    }
+
+    /// Checks one message payload (a long-poll answer's, or an event's data): latency, order,
+    /// duplicates.
+    pub fn on_payload(&mut self, data: &[u8], stats: &mut Stats, now_us: u64) {
+        self.on_stamp(payload::decode(data), stats, now_us);
+    }
+
+    /// Records one message; false (counted as an error) when it is not one of herald-load's.
+    fn on_stamp(&mut self, stamp: Option<payload::Stamp>, stats: &mut Stats, now_us: u64) -> bool {
         let Some(stamp) = stamp else {
             stats.error("unexpected_message");
             self.anomalies += 1;
-            return None;
+            return false;
         };
         stats.delivered += 1;
         stats.latency.record(now_us.saturating_sub(stamp.send_us).max(1));
@@ -285,17 +311,7 @@ impl SubState {
                 self.anomalies += 1;
             }
         }
-        if let Some(id) = ev.id {
-            let id = String::from_utf8_lossy(id);
-            match &mut self.last_id {
-                Some(last) => {
-                    last.clear();
-                    last.push_str(&id);
-                }
-                None => self.last_id = Some(id.into_owned()),
-            }
-        }
-        None
+        true
     }
 }
 
@@ -320,6 +336,9 @@ mod tests {
             user_agent: "t".into(),
             event: "load_test_event".into(),
             topics_per_connection: 0,
+            transport: crate::target::Transport::Sse,
+            poll_urls: Vec::new(),
+            token_in: crate::target::TokenIn::Header,
         }
     }
 

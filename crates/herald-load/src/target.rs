@@ -5,6 +5,11 @@
 //! body; Nchan takes the channel from the URL (`/sub/<channel>`, `/pub/<channel>`) and the raw
 //! payload as the body. For Nchan the channel is also named `<iss>-<sub>`, so both servers see
 //! the same topic names.
+//!
+//! Herald's v2 face (a subscribe URL under `/v2/`) names the topic in the query (`?topic=<sub>`)
+//! and takes the token in the header, an `access_token` parameter or a single-use ticket
+//! ([`TokenIn`]); its long-poll (`/v2/poll`) and Nchan's (`/lp/<channel>`) are requests of their
+//! own ([`Target::poll_request`]), answered by [`crate::poller`].
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -32,6 +37,62 @@ impl fmt::Display for TargetKind {
             TargetKind::Nchan => "nchan",
         })
     }
+}
+
+/// How subscribers receive messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// One Server-Sent Events stream per subscriber.
+    #[default]
+    Sse,
+    /// Long-polling: one request per answer, on a keep-alive connection (Herald's `/v2/poll`,
+    /// Nchan's `nchan_subscriber longpoll`).
+    Longpoll,
+}
+
+/// Where a Herald v2 subscriber puts its credential.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenIn {
+    /// `Authorization: Bearer <jwt>`.
+    #[default]
+    Header,
+    /// The `access_token=<jwt>` query parameter.
+    Query,
+    /// A single-use `ticket=` from `POST /v2/tickets`, minted before the measured phase.
+    Ticket,
+}
+
+impl fmt::Display for TokenIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenIn::Header => "header",
+            TokenIn::Query => "query",
+            TokenIn::Ticket => "ticket",
+        })
+    }
+}
+
+/// How long Herald may hold a long-poll, seconds (its maximum; Nchan is configured alike).
+pub const POLL_TIMEOUT_S: u64 = 55;
+
+/// Where a long-poll subscriber is in its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollPosition {
+    /// Nothing yet: the first poll (Herald answers at once with the current position; Nchan holds
+    /// it until the next message).
+    Start,
+    /// Herald: the `cursor` of the last answer.
+    Cursor(String),
+    /// Nchan: the `Last-Modified` and `Etag` of the last answer, sent back as `If-Modified-Since`
+    /// and `If-None-Match`.
+    Conditional {
+        /// `Last-Modified`.
+        last_modified: String,
+        /// `Etag`.
+        etag: String,
+    },
 }
 
 /// A plain `http://host:port/path` URL, resolved once. Only loopback addresses are accepted:
@@ -120,6 +181,25 @@ pub struct Target {
     /// Herald v2: topics per subscription (its own and shared ones); 0 for v1's one topic.
     #[serde(default)]
     pub topics_per_connection: usize,
+    /// SSE streams or long-polls.
+    #[serde(default)]
+    pub transport: Transport,
+    /// Long-poll URLs, one per node (Herald: `/v2/poll`; Nchan: a prefix the channel is appended
+    /// to). Needed with [`Transport::Longpoll`] only.
+    #[serde(default)]
+    pub poll_urls: Vec<HttpUrl>,
+    /// Herald v2: where the subscriber's credential goes.
+    #[serde(default)]
+    pub token_in: TokenIn,
+}
+
+/// Node `skip` after `sub`'s own among `n`: its topic's subscribers spread evenly over the nodes,
+/// the same node each time (FNV-1a of the name: stable across the tool's processes).
+fn node_of(sub: &str, skip: usize, n: usize) -> usize {
+    let hash = sub.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    ((hash % n as u64) as usize + skip) % n
 }
 
 #[derive(Serialize)]
@@ -144,11 +224,107 @@ impl Target {
     /// The subscribe URL `skip` nodes after `sub`'s own, for a client that moves to the next node
     /// when its node is down (`--tolerate-faults`).
     pub fn sse_url_after(&self, sub: &str, skip: usize) -> &HttpUrl {
-        let hash = sub.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let n = self.sse_urls.len();
-        &self.sse_urls[((hash % n as u64) as usize + skip) % n]
+        &self.sse_urls[node_of(sub, skip, self.sse_urls.len())]
+    }
+
+    /// The long-poll URL of `sub`, spread over the nodes as [`Target::sse_url`] does.
+    pub fn poll_url(&self, sub: &str) -> anyhow::Result<&HttpUrl> {
+        if self.poll_urls.is_empty() {
+            bail!("no long-poll URL (POLL_URL)");
+        }
+        Ok(&self.poll_urls[node_of(sub, 0, self.poll_urls.len())])
+    }
+
+    /// Whether subscriptions use Herald's v2 face: a subscribe URL under `/v2/`, or several topics
+    /// a connection (which only v2 offers).
+    pub fn is_v2(&self) -> bool {
+        self.kind == TargetKind::Herald
+            && (self.topics_per_connection > 0 || self.sse_urls.iter().any(|u| u.path.contains("/v2/")))
+    }
+
+    /// `POST /v2/tickets` beside `sub`'s subscribe URL (`…/v2/subscribe` → `…/v2/tickets`).
+    pub fn tickets_url(&self, sub: &str) -> HttpUrl {
+        let mut u = self.sse_url(sub).clone();
+        let base = u.path.rsplit_once('/').map_or("", |(base, _)| base);
+        u.path = format!("{base}/tickets");
+        u
+    }
+
+    /// The request that trades `sub`'s token for a ticket (Herald v2).
+    pub fn ticket_request(&self, u: &HttpUrl, sub: &str) -> anyhow::Result<Vec<u8>> {
+        let token = self.subscriber_token(sub)?;
+        Ok(format!(
+            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {token}\r\nUser-Agent: {}\r\nContent-Length: 0\r\n\r\n",
+            u.path, u.host, u.port, self.user_agent
+        )
+        .into_bytes())
+    }
+
+    /// A subscriber token for `sub`: granting every topic when a connection holds several.
+    pub fn subscriber_token(&self, sub: &str) -> anyhow::Result<String> {
+        if self.topics_per_connection > 0 {
+            self.sse_jwt.mint_granting_all(Some(sub))
+        } else {
+            self.sse_jwt.mint(Some(sub))
+        }
+    }
+
+    /// One long-poll of `sub` from `position` on `u` (one of the poll URLs). `token` is the
+    /// subscriber's JWT (Herald only; it goes in the header).
+    pub fn poll_request(&self, u: &HttpUrl, sub: &str, position: &PollPosition, token: Option<&str>) -> Vec<u8> {
+        let mut req = match self.kind {
+            TargetKind::Herald => {
+                // Topic names from herald-load and Herald's cursors ([0-9a-z.-]) are URL-safe.
+                let mut req = format!("GET {}?topic={sub}&timeout={POLL_TIMEOUT_S}", u.path);
+                if let PollPosition::Cursor(c) = position {
+                    req.push_str("&cursor=");
+                    req.push_str(c);
+                }
+                req.push_str(&format!(" HTTP/1.1\r\nHost: {}:{}\r\n", u.host, u.port));
+                if let Some(token) = token {
+                    req.push_str("Authorization: Bearer ");
+                    req.push_str(token);
+                    req.push_str("\r\n");
+                }
+                req.push_str("Accept: application/json\r\n");
+                req
+            }
+            TargetKind::Nchan => {
+                let mut req = format!(
+                    "GET {}{} HTTP/1.1\r\nHost: {}:{}\r\n",
+                    u.path,
+                    self.channel(sub),
+                    u.host,
+                    u.port
+                );
+                if let PollPosition::Conditional { last_modified, etag } = position {
+                    req.push_str(&format!(
+                        "If-Modified-Since: {last_modified}\r\nIf-None-Match: {etag}\r\n"
+                    ));
+                }
+                req
+            }
+        };
+        req.push_str("User-Agent: ");
+        req.push_str(&self.user_agent);
+        req.push_str("\r\n\r\n");
+        req.into_bytes()
+    }
+
+    /// Nchan: the channel-info request (`GET` on the publisher location), whose answer counts the
+    /// channel's subscribers. A held long-poll has no response head to prove it is registered;
+    /// this does.
+    pub fn channel_info_request(&self, sub: &str) -> (&HttpUrl, Vec<u8>) {
+        let u = self.publish_url(0);
+        let req = format!(
+            "GET {}{} HTTP/1.1\r\nHost: {}:{}\r\nAccept: text/plain\r\nUser-Agent: {}\r\n\r\n",
+            u.path,
+            self.channel(sub),
+            u.host,
+            u.port,
+            self.user_agent
+        );
+        (u, req.into_bytes())
     }
 
     /// The publish URL of the `n`th publish connection: connections round-robin over the nodes.
@@ -162,20 +338,35 @@ impl Target {
     }
 
     /// The request that opens a subscription on `u` (one of the subscribe URLs), resuming after
-    /// `last_event_id` if given.
-    pub fn subscribe_request(&self, u: &HttpUrl, sub: &str, last_event_id: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    /// `last_event_id` if given. `ticket` is the subscriber's ticket when [`TokenIn::Ticket`].
+    pub fn subscribe_request(
+        &self,
+        u: &HttpUrl,
+        sub: &str,
+        last_event_id: Option<&str>,
+        ticket: Option<&str>,
+    ) -> anyhow::Result<Vec<u8>> {
         let mut req = match self.kind {
-            TargetKind::Herald if self.topics_per_connection > 0 => {
-                // Topic names from herald-load are URL-safe ([a-z0-9-]): no escaping needed.
-                let token = self.sse_jwt.mint_granting_all(Some(sub))?;
+            TargetKind::Herald if self.is_v2() => {
+                // Topic names from herald-load, JWTs and tickets are URL-safe: no escaping needed.
                 let mut path = format!("{}?topic={sub}", u.path);
                 for i in 1..self.topics_per_connection {
                     path.push_str(&format!("&topic=shared-{i}"));
                 }
-                format!(
-                    "GET {path} HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {token}\r\n",
-                    u.host, u.port
-                )
+                let header = match self.token_in {
+                    TokenIn::Header => format!("Authorization: Bearer {}\r\n", self.subscriber_token(sub)?),
+                    TokenIn::Query => {
+                        path.push_str("&access_token=");
+                        path.push_str(&self.subscriber_token(sub)?);
+                        String::new()
+                    }
+                    TokenIn::Ticket => {
+                        path.push_str("&ticket=");
+                        path.push_str(ticket.context("no ticket for this subscriber")?);
+                        String::new()
+                    }
+                };
+                format!("GET {path} HTTP/1.1\r\nHost: {}:{}\r\n{header}", u.host, u.port)
             }
             TargetKind::Herald => {
                 let token = self.sse_jwt.mint(Some(sub))?;
@@ -279,6 +470,9 @@ mod tests {
             user_agent: "herald-load".into(),
             event: "load_test_event".into(),
             topics_per_connection: 0,
+            transport: Transport::Sse,
+            poll_urls: Vec::new(),
+            token_in: TokenIn::Header,
         }
     }
 
@@ -300,8 +494,11 @@ mod tests {
             "http://127.0.0.1:4100/sub/",
             "http://127.0.0.1:3100/pub/",
         );
-        let sub =
-            String::from_utf8(t.subscribe_request(t.sse_url("a1"), "a1", Some("17:0")).expect("req")).expect("utf8");
+        let sub = String::from_utf8(
+            t.subscribe_request(t.sse_url("a1"), "a1", Some("17:0"), None)
+                .expect("req"),
+        )
+        .expect("utf8");
         assert!(sub.starts_with("GET /sub/test_issuer1-a1 HTTP/1.1\r\n"));
         assert!(sub.contains("Accept: text/event-stream\r\n"));
         assert!(sub.contains("Last-Event-ID: 17:0\r\n"));
@@ -321,9 +518,91 @@ mod tests {
         assert!(req.starts_with("POST /v1/publish HTTP/1.1\r\n"));
         assert!(req.contains("Authorization: Bearer tok\r\n"));
         assert!(req.ends_with(r#"{"topic":"a1","message":{"event":"load_test_event","payload":"1 2"}}"#));
-        let sub = String::from_utf8(t.subscribe_request(t.sse_url("a1"), "a1", None).expect("req")).expect("utf8");
+        let sub =
+            String::from_utf8(t.subscribe_request(t.sse_url("a1"), "a1", None, None).expect("req")).expect("utf8");
         assert!(sub.starts_with("GET /v1/subscribe HTTP/1.1\r\n"));
         assert!(sub.contains("Authorization: Bearer ey"));
+    }
+
+    #[test]
+    fn herald_v2_names_the_topic_and_puts_the_credential_where_asked() {
+        let mut t = target(
+            TargetKind::Herald,
+            "http://127.0.0.1:4000/v2/subscribe",
+            "http://127.0.0.1:3000/v1/publish",
+        );
+        assert!(t.is_v2());
+        let req = |t: &Target, ticket| {
+            String::from_utf8(t.subscribe_request(t.sse_url("a1"), "a1", None, ticket).expect("req")).expect("utf8")
+        };
+        let header = req(&t, None);
+        assert!(
+            header.starts_with("GET /v2/subscribe?topic=a1 HTTP/1.1\r\n"),
+            "{header}"
+        );
+        assert!(header.contains("Authorization: Bearer ey"));
+        t.token_in = TokenIn::Query;
+        let query = req(&t, None);
+        assert!(
+            query.starts_with("GET /v2/subscribe?topic=a1&access_token=ey"),
+            "{query}"
+        );
+        assert!(!query.contains("Authorization"));
+        t.token_in = TokenIn::Ticket;
+        assert!(t.subscribe_request(t.sse_url("a1"), "a1", None, None).is_err());
+        let ticket = req(&t, Some("tk1.abc"));
+        assert!(
+            ticket.starts_with("GET /v2/subscribe?topic=a1&ticket=tk1.abc HTTP/1.1\r\n"),
+            "{ticket}"
+        );
+        assert_eq!(t.tickets_url("a1").path, "/v2/tickets");
+        let mint = String::from_utf8(t.ticket_request(&t.tickets_url("a1"), "a1").expect("req")).expect("utf8");
+        assert!(mint.starts_with("POST /v2/tickets HTTP/1.1\r\n") && mint.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn long_poll_requests_carry_the_position() {
+        let mut h = target(
+            TargetKind::Herald,
+            "http://127.0.0.1:4000/v1/subscribe",
+            "http://127.0.0.1:3000/v1/publish",
+        );
+        h.poll_urls = vec!["http://127.0.0.1:4000/v2/poll".parse().expect("url")];
+        let u = h.poll_url("a1").expect("poll url").clone();
+        let first = String::from_utf8(h.poll_request(&u, "a1", &PollPosition::Start, Some("tok"))).expect("utf8");
+        assert!(
+            first.starts_with("GET /v2/poll?topic=a1&timeout=55 HTTP/1.1\r\n"),
+            "{first}"
+        );
+        assert!(first.contains("Authorization: Bearer tok\r\n"));
+        let next =
+            String::from_utf8(h.poll_request(&u, "a1", &PollPosition::Cursor("17".into()), Some("tok"))).expect("utf8");
+        assert!(
+            next.starts_with("GET /v2/poll?topic=a1&timeout=55&cursor=17 HTTP/1.1\r\n"),
+            "{next}"
+        );
+        let mut n = target(
+            TargetKind::Nchan,
+            "http://127.0.0.1:4100/sub/",
+            "http://127.0.0.1:3100/pub/",
+        );
+        assert!(n.poll_url("a1").is_err());
+        n.poll_urls = vec!["http://127.0.0.1:4100/lp/".parse().expect("url")];
+        let u = n.poll_url("a1").expect("poll url").clone();
+        let position = PollPosition::Conditional {
+            last_modified: "Thu, 03 Dec 2026 06:51:41 GMT".into(),
+            etag: "2".into(),
+        };
+        let req = String::from_utf8(n.poll_request(&u, "a1", &position, None)).expect("utf8");
+        assert!(req.starts_with("GET /lp/test_issuer1-a1 HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("If-Modified-Since: Thu, 03 Dec 2026 06:51:41 GMT\r\nIf-None-Match: 2\r\n"));
+        let (pu, info) = n.channel_info_request("a1");
+        assert_eq!(pu.port, 3100);
+        assert!(
+            String::from_utf8(info)
+                .expect("utf8")
+                .starts_with("GET /pub/test_issuer1-a1 HTTP/1.1\r\n")
+        );
     }
 
     #[test]

@@ -138,6 +138,9 @@ async fn start_mock() -> (Arc<Target>, Subscribers) {
         user_agent: "test".into(),
         event: "load_test_event".into(),
         topics_per_connection: 0,
+        transport: herald_load::target::Transport::Sse,
+        poll_urls: Vec::new(),
+        token_in: herald_load::target::TokenIn::Header,
     };
     let s = subs.clone();
     tokio::spawn(async move {
@@ -175,7 +178,9 @@ async fn follow(
 #[tokio::test]
 async fn subscribe_publish_and_check_every_message() {
     let (target, subs) = start_mock().await;
-    let mut stream = SseStream::open(&target, "t1", 0, None, None).await.expect("subscribe");
+    let mut stream = SseStream::open(&target, "t1", 0, None, None, None)
+        .await
+        .expect("subscribe");
     while subs.lock().expect("lock").is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -208,7 +213,9 @@ async fn subscribe_publish_and_check_every_message() {
 #[tokio::test]
 async fn control_event_and_duplicate_are_reported() {
     let (target, subs) = start_mock().await;
-    let mut stream = SseStream::open(&target, "t1", 0, None, None).await.expect("subscribe");
+    let mut stream = SseStream::open(&target, "t1", 0, None, None, None)
+        .await
+        .expect("subscribe");
     while subs.lock().expect("lock").is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -24,7 +24,7 @@ use crate::procfs::{self, ProcDelta, ProcSample};
 use crate::publish::Publisher;
 use crate::report::{Bottleneck, RunResult};
 use crate::stats::Stats;
-use crate::target::{Target, TargetKind};
+use crate::target::{Target, TargetKind, TokenIn, Transport};
 use crate::worker::pool::Workers;
 use crate::worker::protocol::{Command, NeurowPlan, Plan, Reply, TopicLayout};
 
@@ -71,6 +71,9 @@ impl RunContext {
             user_agent: common.sse_user_agent.clone(),
             event: common.event.clone(),
             topics_per_connection: common.topics_per_connection,
+            transport: Transport::Sse,
+            poll_urls: Vec::new(),
+            token_in: TokenIn::Header,
         };
         let run_id: String = (0..6)
             .map(|_| char::from_digit(fastrand::u32(0..36), 36).unwrap_or('0'))
@@ -80,6 +83,31 @@ impl RunContext {
             target: Arc::new(target),
             run_id,
         })
+    }
+
+    /// Makes subscribers long-poll `poll_url` (comma-separated nodes; `None`: the target's default).
+    pub fn use_long_poll(&mut self, poll_url: Option<&str>) -> anyhow::Result<()> {
+        let default = match self.common.target {
+            TargetKind::Herald => "http://127.0.0.1:4000/v2/poll",
+            TargetKind::Nchan => "http://127.0.0.1:4100/lp/",
+        };
+        let urls = parse_urls(poll_url.unwrap_or(default)).context("POLL_URL")?;
+        if self.common.topics_per_connection > 0 {
+            anyhow::bail!("long-polling subscribers hold one topic each: leave TOPICS_PER_CONNECTION at 0");
+        }
+        let target = Arc::make_mut(&mut self.target);
+        target.transport = Transport::Longpoll;
+        target.poll_urls = urls;
+        Ok(())
+    }
+
+    /// Makes Herald v2 subscribers put their credential in `token_in`.
+    pub fn use_token_in(&mut self, token_in: TokenIn) -> anyhow::Result<()> {
+        if token_in != TokenIn::Header && !self.target.is_v2() {
+            anyhow::bail!("--token-in {token_in} needs Herald's v2 API: point SSE_URL at /v2/subscribe");
+        }
+        Arc::make_mut(&mut self.target).token_in = token_in;
+        Ok(())
     }
 
     /// Topic prefix unique to this run.

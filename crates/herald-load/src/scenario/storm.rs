@@ -1,6 +1,11 @@
 //! `storm`: N clients subscribe at the same moment, as after a server restart or a network blip.
 //! Measures the time until every one is subscribed, the spread of subscribe times, errors, and the
 //! server CPU per new subscription; then one publish checks every subscription is live.
+//!
+//! Against Herald's v2 face (SSE_URL at `/v2/subscribe`) `--token-in` says where each client's
+//! credential goes: the header, the query, or a ticket. Tickets are minted before the measured
+//! phase, so the storm's server CPU is what redeeming them costs. The mode (`v2, ticket`, …) keeps
+//! each way apart in the table.
 
 use std::time::Duration;
 
@@ -8,12 +13,14 @@ use super::{Meter, RunContext, merge_replies, note, open_subscriptions};
 use crate::cli::StormArgs;
 use crate::payload;
 use crate::report::RunResult;
+use crate::target::TokenIn;
 use crate::worker::pool::Workers;
 use crate::worker::protocol::{Command, TopicLayout};
 
 /// Runs the scenario.
 pub async fn run(args: &StormArgs) -> anyhow::Result<RunResult> {
-    let ctx = RunContext::new(&args.common)?;
+    let mut ctx = RunContext::new(&args.common)?;
+    ctx.use_token_in(args.token_in)?;
     let connections = if ctx.common.smoke {
         args.connections.min(20)
     } else {
@@ -27,7 +34,24 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<RunResult> {
         connect_limit + Duration::from_secs(90),
     );
     let mut workers = Workers::spawn(plans).await?;
-    let mut result = ctx.result("storm", "", connections as u64, workers.count());
+    let mode = if ctx.target.is_v2() {
+        format!("v2, {}", args.token_in)
+    } else {
+        String::new()
+    };
+    let mut result = ctx.result("storm", &mode, connections as u64, workers.count());
+    if args.token_in == TokenIn::Ticket {
+        note(format!("storm: minting {connections} tickets (not measured)"));
+        let started = std::time::Instant::now();
+        workers
+            .send_all(&Command::MintTickets {
+                concurrency: ctx.common.connect_concurrency.clamp(1, 64),
+            })
+            .await?;
+        let (minted, _) = merge_replies(&workers.replies(connect_limit).await?);
+        result.set("ticket_mint_s", started.elapsed().as_secs_f64());
+        result.add_checks(&minted);
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut meter = Meter::start(&ctx.common.server_pids, &workers);

@@ -36,6 +36,13 @@ pub struct ResponseHead {
     pub close: bool,
     /// The `content-type` value, lower-cased.
     pub content_type: Option<String>,
+    /// The `boundary` parameter of a `multipart/*` content type, as sent (boundaries are
+    /// case-sensitive).
+    pub boundary: Option<String>,
+    /// `Last-Modified`, as sent (Nchan's long-poll position, with `etag`).
+    pub last_modified: Option<String>,
+    /// `Etag`, as sent.
+    pub etag: Option<String>,
     /// Length of the head, including the blank line.
     pub len: usize,
 }
@@ -54,9 +61,21 @@ pub fn parse(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
         content_length: None,
         close: resp.version == Some(0),
         content_type: None,
+        boundary: None,
+        last_modified: None,
+        etag: None,
         len,
     };
     for h in resp.headers.iter() {
+        // Kept as sent: the client sends them back.
+        if h.name.eq_ignore_ascii_case("last-modified") {
+            head.last_modified = Some(String::from_utf8_lossy(h.value).into_owned());
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("etag") {
+            head.etag = Some(String::from_utf8_lossy(h.value).into_owned());
+            continue;
+        }
         let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value.contains("chunked");
@@ -65,10 +84,23 @@ pub fn parse(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
         } else if h.name.eq_ignore_ascii_case("connection") {
             head.close = value.contains("close");
         } else if h.name.eq_ignore_ascii_case("content-type") {
+            if value.starts_with("multipart/") {
+                head.boundary = boundary(&String::from_utf8_lossy(h.value));
+            }
             head.content_type = Some(value);
         }
     }
     Ok(Some(head))
+}
+
+/// The `boundary=` parameter of a content type, unquoted.
+fn boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim().trim_matches('"').to_owned())
+    })
 }
 
 /// Reads from `stream` into `buf` until a full head is there. Bytes after the head stay in
@@ -106,6 +138,20 @@ mod tests {
     #[test]
     fn partial_head_needs_more() {
         assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-").expect("ok").is_none());
+    }
+
+    #[test]
+    fn nchan_long_poll_head_keeps_position_and_boundary_case() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Type: multipart/mixed; boundary=Pycix.DnzV\r\nContent-Length: 3\r\n\
+Last-Modified: Thu, 03 Dec 2026 06:51:41 GMT\r\nEtag: 2\r\n\r\n";
+        let head = parse(raw).expect("valid").expect("complete");
+        assert_eq!(head.boundary.as_deref(), Some("Pycix.DnzV"));
+        assert_eq!(head.last_modified.as_deref(), Some("Thu, 03 Dec 2026 06:51:41 GMT"));
+        assert_eq!(head.etag.as_deref(), Some("2"));
+        assert_eq!(
+            boundary("multipart/mixed; charset=x; boundary=\"q r\"").as_deref(),
+            Some("q r")
+        );
     }
 
     #[test]

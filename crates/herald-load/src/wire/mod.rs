@@ -1,4 +1,5 @@
-//! Byte-level HTTP/1.1 and SSE handling shared by the subscriber and publisher clients.
+//! Byte-level HTTP/1.1, SSE and multipart handling shared by the subscriber, poller and publisher
+//! clients.
 //!
 //! The load tool holds thousands of streams at once, so these parsers are written to work on
 //! borrowed buffers with no per-event allocation, and to be fed whatever a TCP read returned:
@@ -6,4 +7,6 @@
 
 pub mod chunked;
 pub mod head;
+pub mod multipart;
+pub mod response;
 pub mod sse;

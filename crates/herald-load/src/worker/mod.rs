@@ -9,9 +9,11 @@
 pub mod pool;
 pub mod protocol;
 
+mod longpoll;
 mod neurow;
 mod rate;
 mod subscriptions;
+mod tickets;
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -48,6 +50,9 @@ pub(crate) struct Slot {
     busy: AtomicBool,
     /// Woken to drop the stream, which is then re-opened with `Last-Event-ID` (soak).
     kick: Notify,
+    /// Herald v2 `--token-in ticket`: the ticket minted for this subscriber, taken by its
+    /// subscribe (a ticket works once).
+    ticket: Mutex<Option<String>>,
 }
 
 /// State shared by all tasks of one worker.
@@ -83,6 +88,7 @@ impl Worker {
                     next_seq: AtomicU64::new(0),
                     busy: AtomicBool::new(false),
                     kick: Notify::new(),
+                    ticket: Mutex::new(None),
                 }
             })
             .collect();
@@ -168,6 +174,12 @@ impl Worker {
                 Reply::Connected {
                     stats: self.take_stats(),
                     elapsed_us: started.elapsed().as_micros() as u64,
+                }
+            }
+            Command::MintTickets { concurrency } => {
+                tickets::mint_all(self, concurrency).await;
+                Reply::Stats {
+                    stats: self.take_stats(),
                 }
             }
             Command::Snapshot { reset } => Reply::Stats {

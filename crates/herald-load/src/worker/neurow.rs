@@ -92,7 +92,7 @@ async fn one_user(
     let first = if plan.tolerate_faults {
         reopen(worker, &sub, src, None, last_chance).await.ok_or(None)
     } else {
-        open_sub(worker, &sub, 0, src, None).await.map_err(Some)
+        open_sub(worker, &sub, 0, src, None, None).await.map_err(Some)
     };
     let mut stream = match first {
         Ok(s) => s,
@@ -262,7 +262,7 @@ async fn reopen(
     let tolerate = worker.plan.neurow.as_ref().is_some_and(|p| p.tolerate_faults);
     let mut backoff = REOPEN_FIRST_BACKOFF;
     for attempt in 0.. {
-        match open_sub(worker, sub, attempt, src, resume).await {
+        match open_sub(worker, sub, attempt, src, resume, None).await {
             Ok(s) => return Some(s),
             Err(e) if tolerate && Instant::now() + backoff < until => {
                 worker.stats().fault(e.label());

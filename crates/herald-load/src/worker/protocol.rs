@@ -93,6 +93,12 @@ pub enum Command {
         /// Handshakes in flight.
         concurrency: usize,
     },
+    /// Trade every subscriber's token for a single-use ticket (`POST /v2/tickets`), at most
+    /// `concurrency` requests in flight, and keep the tickets for `Connect`; report statistics.
+    MintTickets {
+        /// Requests in flight (one keep-alive connection each).
+        concurrency: usize,
+    },
     /// Report statistics, optionally starting a new interval.
     Snapshot {
         /// Clear the statistics after reporting them.

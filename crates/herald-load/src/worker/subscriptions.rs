@@ -1,15 +1,17 @@
-//! Holding a worker's subscriptions: open, follow, check, and (optionally) resume.
+//! Holding a worker's subscriptions: open, follow, check, and (optionally) resume. Long-polling
+//! subscribers are held by [`longpoll`] instead.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::{Slot, Worker};
+use super::{Slot, Worker, longpoll};
 use crate::payload;
 use crate::subscriber::{OpenError, ReadStep, SseStream, StreamEnd, SubState};
+use crate::target::Transport;
 use crate::wire::sse::SseEvent;
 
 /// Opens every subscription of the worker and returns once each first attempt has finished.
@@ -18,7 +20,10 @@ pub(super) async fn connect_all(worker: &Arc<Worker>, concurrency: usize) {
     let permits = (concurrency > 0).then(|| Arc::new(Semaphore::new(concurrency)));
     let total = worker.slots.len() as u64;
     for index in 0..worker.slots.len() {
-        tokio::spawn(hold(worker.clone(), index, permits.clone()));
+        match worker.target.transport {
+            Transport::Sse => tokio::spawn(hold(worker.clone(), index, permits.clone())),
+            Transport::Longpoll => tokio::spawn(longpoll::hold(worker.clone(), index, permits.clone())),
+        };
     }
     loop {
         let notified = worker.attempt_notify.notified();
@@ -30,7 +35,7 @@ pub(super) async fn connect_all(worker: &Arc<Worker>, concurrency: usize) {
     }
 }
 
-fn attempt_done(worker: &Worker) {
+pub(super) fn attempt_done(worker: &Worker) {
     worker.attempts_done.fetch_add(1, Ordering::Release);
     worker.attempt_notify.notify_waiters();
 }
@@ -88,7 +93,8 @@ async fn hold(worker: Arc<Worker>, index: usize, permits: Option<Arc<Semaphore>>
 }
 
 async fn open(worker: &Worker, slot: &Slot, last_id: Option<&str>) -> Result<SseStream, OpenError> {
-    open_sub(worker, &slot.sub, 0, slot.src, last_id).await
+    let ticket = slot.ticket.lock().unwrap_or_else(PoisonError::into_inner).take();
+    open_sub(worker, &slot.sub, 0, slot.src, last_id, ticket.as_deref()).await
 }
 
 /// Opens a subscription to `sub` within the plan's connect timeout, on the node `skip` after its
@@ -99,9 +105,10 @@ pub(super) async fn open_sub(
     skip: usize,
     src: Option<IpAddr>,
     last_id: Option<&str>,
+    ticket: Option<&str>,
 ) -> Result<SseStream, OpenError> {
     let limit = Duration::from_millis(worker.plan.connect_timeout_ms);
-    tokio::time::timeout(limit, SseStream::open(&worker.target, sub, skip, src, last_id))
+    tokio::time::timeout(limit, SseStream::open(&worker.target, sub, skip, src, last_id, ticket))
         .await
         .unwrap_or(Err(OpenError::Timeout))
 }
