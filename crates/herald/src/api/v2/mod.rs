@@ -385,7 +385,7 @@ fn bad_cursor(e: CursorError) -> V2Error {
     V2Error::Refused(refusal(
         400,
         "invalid_cursor",
-        format!("Last-Event-ID / last_event_id: {e}; reconnect without it to start from now"),
+        format!("the cursor (Last-Event-ID, last_event_id or cursor): {e}; start again without it, from now"),
     ))
 }
 
