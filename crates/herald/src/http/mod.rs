@@ -270,9 +270,16 @@ impl PublicApi {
         // instead of enlarging the task that holds the stream for hours.
         match Box::pin(self.serve_requests(&mut socket)).await {
             Some(Held::Stream(subscribe, framing)) => self.stream(socket, subscribe, framing).await,
-            // Boxed: a WebSocket's state differs from a stream's; inlined, the larger of the two
-            // would size every connection's task.
-            Some(Held::WebSocket(request)) => Box::pin(self.websocket(socket, request)).await,
+            // A task of its own, so that this one — sized for the request phase and for SSE
+            // streams — ends, and only the WebSocket's own state stays for the connection's life
+            // (an idle WebSocket measured ≈0.8 KB less so). It counts as open from here on.
+            Some(Held::WebSocket(request)) => {
+                let open = OwnedOpenGuard::adopt(self.clone());
+                drop(tokio::spawn(async move {
+                    open.api().websocket(socket, request).await;
+                    drop(open);
+                }));
+            }
             None => {}
         }
     }
@@ -585,6 +592,29 @@ impl<'a> OpenGuard<'a> {
         match api.settings.max_connections {
             Some(max) if open > max => None, // dropping the guard gives the place back
             _ => Some(guard),
+        }
+    }
+}
+
+/// An open connection's place in the count, owned, for a connection that moves to a task of its
+/// own: taken before the first guard is dropped, so the count never dips meanwhile.
+struct OwnedOpenGuard(Arc<PublicApi>);
+
+impl OwnedOpenGuard {
+    fn adopt(api: Arc<PublicApi>) -> Self {
+        api.open.fetch_add(1, Ordering::SeqCst);
+        OwnedOpenGuard(api)
+    }
+
+    fn api(&self) -> &Arc<PublicApi> {
+        &self.0
+    }
+}
+
+impl Drop for OwnedOpenGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
         }
     }
 }
