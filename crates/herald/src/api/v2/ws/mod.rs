@@ -166,6 +166,8 @@ struct Auth {
     issuer: Arc<str>,
     subject: Option<String>,
     grants: Grants,
+    /// `message{kind="sent"}` of the issuer, resolved once rather than per write.
+    sent: prometheus::IntCounter,
 }
 
 /// One subscribed topic.
@@ -211,10 +213,12 @@ impl Socket {
         let grants = principal.grants.clone().unwrap_or_default();
         let expires_ms = u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000);
         self.connection.outbox().set_expires_ms(expires_ms);
+        let sent = self.api.metrics.sent_counter(&principal.issuer);
         self.auth = Some(Box::new(Auth {
             issuer: principal.issuer,
             subject: principal.subject,
             grants,
+            sent,
         }));
     }
 
@@ -580,7 +584,7 @@ impl Handler for Socket {
         if let Some(auth) = &self.auth
             && n > 0
         {
-            self.api.metrics.sent_counter(&auth.issuer).inc_by(n);
+            auth.sent.inc_by(n);
         }
         if let Some(since) = oldest_live_ns {
             self.api.metrics.delivered(since);
