@@ -190,6 +190,9 @@ pub struct IdleArgs {
     /// Seconds to hold them after all are open (measures keep-alive CPU).
     #[arg(long, env = "HOLD", default_value_t = 5)]
     pub hold: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub subscribers: SubscriberArgs,
 }
 
 /// `broadcast` settings.
@@ -214,6 +217,9 @@ pub struct BroadcastArgs {
     /// Most messages to publish.
     #[arg(long, env = "MESSAGES", default_value_t = 100_000)]
     pub messages: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub subscribers: SubscriberArgs,
 }
 
 /// `one-to-one` settings.
@@ -240,8 +246,17 @@ pub struct OneToOneArgs {
     /// Write the latency/rate chart here (SVG).
     #[arg(long, env = "SVG")]
     pub svg: Option<PathBuf>,
-    /// How subscribers receive: SSE streams, or long-polls (each subscriber polls again as soon
-    /// as an answer arrives, on a keep-alive connection). The result's mode says which.
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub subscribers: SubscriberArgs,
+}
+
+/// How subscribers receive (`idle`, `broadcast`, `one-to-one`).
+#[derive(Debug, Clone, Args)]
+pub struct SubscriberArgs {
+    /// How subscribers receive: SSE streams; long-polls (one-to-one only: each subscriber polls
+    /// again as soon as an answer arrives, on a keep-alive connection); or WebSockets, one per
+    /// subscriber. The result's mode says which (`long-poll`, `websocket`).
     #[arg(long, env = "SUBSCRIBER_TRANSPORT", value_enum, default_value_t = Transport::Sse)]
     pub transport: Transport,
     /// Long-poll URL, for `--transport longpoll` [default: herald http://127.0.0.1:4000/v2/poll,
@@ -251,6 +266,12 @@ pub struct OneToOneArgs {
     /// the nodes of a cluster.
     #[arg(long, env = "POLL_URL")]
     pub poll_url: Option<String>,
+    /// WebSocket URL, for `--transport ws` [default: herald
+    /// http://127.0.0.1:4000/v2/ws, nchan http://127.0.0.1:4100/ws/ (the channel is appended; the
+    /// location must be `nchan_subscriber websocket`, as bench/lib.sh writes it)]. `ws://` is read
+    /// as `http://`. Several, comma-separated, for the nodes of a cluster.
+    #[arg(long, env = "WS_URL")]
+    pub ws_url: Option<String>,
 }
 
 /// `soak` settings.

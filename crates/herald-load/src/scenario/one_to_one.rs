@@ -6,9 +6,10 @@
 //! kept. The headline is the highest rate whose p99 stays under `--p99-bound-ms` with every
 //! message delivered once, in order, and the achieved rate within 10% of the target.
 //!
-//! With `--transport longpoll` the subscribers long-poll instead of holding streams; everything
-//! else (publishing, checks, measures) is the same, and the result's mode is `long-poll`, so the
-//! table and the chart keep those runs apart from the SSE ones.
+//! With `--transport longpoll` the subscribers long-poll instead of holding streams, with
+//! `--transport ws` they hold WebSockets; everything else (publishing, checks, measures) is the
+//! same, and the result's mode is `long-poll` or `websocket`, so the table and the chart keep
+//! those runs apart from the SSE ones.
 
 use std::time::Duration;
 
@@ -23,10 +24,8 @@ use crate::worker::protocol::{Command, TopicLayout};
 /// Runs the scenario.
 pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
     let mut ctx = RunContext::new(&args.common)?;
-    let long_poll = args.transport == Transport::Longpoll;
-    if long_poll {
-        ctx.use_long_poll(args.poll_url.as_deref())?;
-    }
+    let long_poll = args.subscribers.transport == Transport::Longpoll;
+    ctx.use_subscribers(&args.subscribers, true)?;
     let (connections, rates, step_s) = if ctx.common.smoke {
         (args.connections.min(20), vec![20.0, 50.0], 1)
     } else {
@@ -46,8 +45,7 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
         .map(|p| p.subscribers as f64 / connections.max(1) as f64)
         .collect();
     let mut workers = Workers::spawn(plans).await?;
-    let mode = if long_poll { "long-poll" } else { "" };
-    let mut result = ctx.result("one-to-one", mode, connections as u64, workers.count());
+    let mut result = ctx.result("one-to-one", &ctx.mode(""), connections as u64, workers.count());
 
     note(format!("one-to-one: opening {connections} subscriptions"));
     let (connect_stats, _) = open_subscriptions(&mut workers, ctx.common.connect_concurrency, connect_limit).await?;

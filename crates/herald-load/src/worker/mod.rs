@@ -14,6 +14,7 @@ mod neurow;
 mod rate;
 mod subscriptions;
 mod tickets;
+mod websocket;
 
 use std::io::Write;
 use std::net::IpAddr;
