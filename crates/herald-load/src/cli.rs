@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::target::{TargetKind, TokenIn, Transport};
+use crate::target::{PublishVia, TargetKind, TokenIn, Transport};
 
 /// Neurow's development secret for the public (subscribe) API.
 pub const DEV_PUBLIC_SECRET: &str = "966KljJz--KyzyBnMOrFXfAkq9XMqWwPgdBV3cKTxsc";
@@ -249,6 +249,20 @@ pub struct OneToOneArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub subscribers: SubscriberArgs,
+    /// How publishers publish: HTTP requests to PUBLISH_URL, or (Herald only) `publish` commands
+    /// over PUBLISH_WS_CONNECTIONS WebSockets per worker process to WS_URL, each answered by an
+    /// `ack`. The result's mode then says `publish over ws`.
+    #[arg(long, env = "PUBLISH_VIA", value_enum, default_value_t = PublishVia::Http)]
+    pub publish_via: PublishVia,
+    /// WebSocket publisher connections per worker process, for `--publish-via ws` (each carries
+    /// many commands at once).
+    #[arg(long, env = "PUBLISH_WS_CONNECTIONS", default_value_t = 4)]
+    pub publish_ws_connections: usize,
+    /// The sweep's step at this rate gives `server_cpu_us_per_delivery_at_ref` (server CPU per
+    /// publish + delivery), the same load for every one-to-one run whatever its highest rate, so
+    /// that runs of different transports compare at equal load.
+    #[arg(long, env = "REF_RATE", default_value_t = 10_000.0)]
+    pub ref_rate: f64,
 }
 
 /// How subscribers receive (`idle`, `broadcast`, `one-to-one`).
@@ -266,7 +280,7 @@ pub struct SubscriberArgs {
     /// the nodes of a cluster.
     #[arg(long, env = "POLL_URL")]
     pub poll_url: Option<String>,
-    /// WebSocket URL, for `--transport ws` [default: herald
+    /// WebSocket URL, for `--transport ws` and `--publish-via ws` [default: herald
     /// http://127.0.0.1:4000/v2/ws, nchan http://127.0.0.1:4100/ws/ (the channel is appended; the
     /// location must be `nchan_subscriber websocket`, as bench/lib.sh writes it)]. `ws://` is read
     /// as `http://`. Several, comma-separated, for the nodes of a cluster.

@@ -8,9 +8,9 @@
 //!   that measures server and tool cost per phase.
 //! - [`worker`]: worker processes holding the subscriptions (at most ~9,000 each, because a
 //!   process may open only 20,000 files), and the coordinator's side of their JSON-lines protocol.
-//! - [`subscriber`], [`poller`], [`websocket`], [`publish`]: the raw SSE, long-poll, WebSocket and
-//!   HTTP publish clients; [`wire`]: their parsers and framing; [`net`]: socket options and
-//!   source-address spreading.
+//! - [`subscriber`], [`poller`], [`websocket`], [`publish`], [`ws_publish`]: the raw SSE, long-poll,
+//!   WebSocket, HTTP publish and WebSocket publish clients; [`wire`]: their parsers and framing;
+//!   [`net`]: socket options and source-address spreading.
 //! - [`checker`], [`payload`], [`stats`]: delivery checks, the timestamped payload, histograms.
 //! - [`target`]: Herald's and Nchan's wire formats; [`jwt`]: HS256 tokens.
 //! - [`procfs`]: server and tool RSS/CPU from `/proc`.
@@ -39,3 +39,4 @@ pub mod timeline;
 pub mod websocket;
 pub mod wire;
 pub mod worker;
+pub mod ws_publish;

@@ -261,6 +261,7 @@ mod tests {
             poll_urls: vec!["http://127.0.0.1:1/v2/poll".parse().expect("url")],
             token_in: TokenIn::Header,
             ws_urls: Vec::new(),
+            publish_via: crate::target::PublishVia::Http,
         }
     }
 

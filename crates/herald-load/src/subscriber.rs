@@ -352,6 +352,7 @@ mod tests {
             poll_urls: Vec::new(),
             token_in: crate::target::TokenIn::Header,
             ws_urls: Vec::new(),
+            publish_via: crate::target::PublishVia::Http,
         }
     }
 

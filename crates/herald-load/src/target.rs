@@ -11,7 +11,8 @@
 //! ([`TokenIn`]); its long-poll (`/v2/poll`) and Nchan's (`/lp/<channel>`) are requests of their
 //! own ([`Target::poll_request`]), answered by [`crate::poller`]. WebSocket subscribers upgrade
 //! Herald's `/v2/ws?topic=<sub>&access_token=<jwt>` or Nchan's `/ws/<channel>`
-//! ([`Target::ws_subscribe_request`], held by [`crate::websocket`]).
+//! ([`Target::ws_subscribe_request`], held by [`crate::websocket`]); Herald can also take publishes
+//! over its WebSocket ([`PublishVia::Ws`], [`crate::ws_publish`]).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -65,6 +66,19 @@ impl Transport {
             Transport::Ws => "websocket",
         }
     }
+}
+
+/// How publishers reach the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishVia {
+    /// HTTP requests on keep-alive connections (Herald's `POST /v1/publish`, Nchan's
+    /// `POST /pub/<channel>`).
+    #[default]
+    Http,
+    /// Herald only: `publish` commands over a few WebSockets (`/v2/ws`), each answered by an
+    /// `ack`.
+    Ws,
 }
 
 /// Where a Herald v2 subscriber puts its credential.
@@ -208,9 +222,12 @@ pub struct Target {
     #[serde(default)]
     pub token_in: TokenIn,
     /// WebSocket URLs, one per node (Herald: `/v2/ws`; Nchan: a prefix the channel is appended
-    /// to). Needed with [`Transport::Ws`] only.
+    /// to). Needed with [`Transport::Ws`] or [`PublishVia::Ws`] only.
     #[serde(default)]
     pub ws_urls: Vec<HttpUrl>,
+    /// HTTP publishes or WebSocket `publish` commands.
+    #[serde(default)]
+    pub publish_via: PublishVia,
 }
 
 /// Node `skip` after `sub`'s own among `n`: its topic's subscribers spread evenly over the nodes,
@@ -282,6 +299,12 @@ impl Target {
             TargetKind::Nchan => format!("{}{}", u.path, self.channel(sub)),
         };
         Ok(self.upgrade_request(u, &target, key))
+    }
+
+    /// The upgrade request of a Herald WebSocket publisher: no topic, `token` (with a `publish`
+    /// grant) in `access_token=`.
+    pub fn ws_publisher_request(&self, u: &HttpUrl, token: &str, key: &str) -> Vec<u8> {
+        self.upgrade_request(u, &format!("{}?access_token={token}", u.path), key)
     }
 
     fn upgrade_request(&self, u: &HttpUrl, target: &str, key: &str) -> Vec<u8> {
@@ -532,6 +555,7 @@ mod tests {
             poll_urls: Vec::new(),
             token_in: TokenIn::Header,
             ws_urls: Vec::new(),
+            publish_via: PublishVia::Http,
         }
     }
 
@@ -689,6 +713,11 @@ mod tests {
         h.topics_per_connection = 3;
         let multi = String::from_utf8(h.ws_subscribe_request(&u, "a1", "k").expect("req")).expect("utf8");
         assert!(multi.starts_with("GET /v2/ws?topic=a1&topic=shared-1&topic=shared-2&access_token=ey"));
+        let publisher = String::from_utf8(h.ws_publisher_request(&u, "tok", "k")).expect("utf8");
+        assert!(
+            publisher.starts_with("GET /v2/ws?access_token=tok HTTP/1.1\r\n"),
+            "{publisher}"
+        );
         let mut n = target(
             TargetKind::Nchan,
             "http://127.0.0.1:4100/sub/",

@@ -142,6 +142,7 @@ async fn start_mock() -> (Arc<Target>, Subscribers) {
         poll_urls: Vec::new(),
         token_in: herald_load::target::TokenIn::Header,
         ws_urls: Vec::new(),
+        publish_via: herald_load::target::PublishVia::Http,
     };
     let s = subs.clone();
     tokio::spawn(async move {

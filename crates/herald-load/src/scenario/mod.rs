@@ -24,7 +24,7 @@ use crate::procfs::{self, ProcDelta, ProcSample};
 use crate::publish::Publisher;
 use crate::report::{Bottleneck, RunResult};
 use crate::stats::Stats;
-use crate::target::{HttpUrl, Target, TargetKind, TokenIn, Transport};
+use crate::target::{HttpUrl, PublishVia, Target, TargetKind, TokenIn, Transport};
 use crate::worker::pool::Workers;
 use crate::worker::protocol::{Command, NeurowPlan, Plan, Reply, TopicLayout};
 
@@ -36,6 +36,8 @@ pub struct RunContext {
     pub target: Arc<Target>,
     /// Random id that keeps this run's topics apart from earlier runs'.
     pub run_id: String,
+    /// WebSocket publisher connections per worker (`--publish-via ws`).
+    pub ws_publish_connections: usize,
 }
 
 /// Comma-separated URLs, one per node of a cluster.
@@ -88,6 +90,7 @@ impl RunContext {
             poll_urls: Vec::new(),
             token_in: TokenIn::Header,
             ws_urls: Vec::new(),
+            publish_via: PublishVia::Http,
         };
         let run_id: String = (0..6)
             .map(|_| char::from_digit(fastrand::u32(0..36), 36).unwrap_or('0'))
@@ -96,6 +99,7 @@ impl RunContext {
             common: common.clone(),
             target: Arc::new(target),
             run_id,
+            ws_publish_connections: 0,
         })
     }
 
@@ -134,10 +138,33 @@ impl RunContext {
         Ok(())
     }
 
+    /// Makes the workers publish `via` HTTP or Herald's WebSocket, on `connections` WebSockets
+    /// each for the latter.
+    pub fn use_publish_via(&mut self, via: PublishVia, connections: usize, ws_url: Option<&str>) -> anyhow::Result<()> {
+        if via == PublishVia::Http {
+            return Ok(());
+        }
+        if self.common.target != TargetKind::Herald {
+            anyhow::bail!("--publish-via ws is Herald's WebSocket publish command: use it with TARGET=herald");
+        }
+        if self.target.ws_urls.is_empty() {
+            let urls = self.ws_urls(ws_url)?;
+            Arc::make_mut(&mut self.target).ws_urls = urls;
+        }
+        Arc::make_mut(&mut self.target).publish_via = PublishVia::Ws;
+        self.ws_publish_connections = connections.max(1);
+        Ok(())
+    }
+
     /// A result's mode: `base` (`window`, `rate` or empty), then the subscribers' transport
-    /// unless SSE; so the table keeps each in a row of its own.
+    /// unless SSE, then `publish over ws` when publishes go over Herald's WebSocket; so the table
+    /// keeps each combination in a row of its own.
     pub fn mode(&self, base: &str) -> String {
-        [base, self.target.transport.mode()]
+        let publish = match self.target.publish_via {
+            PublishVia::Http => "",
+            PublishVia::Ws => "publish over ws",
+        };
+        [base, self.target.transport.mode(), publish]
             .into_iter()
             .filter(|p| !p.is_empty())
             .collect::<Vec<_>>()
@@ -199,6 +226,7 @@ impl RunContext {
                     connect_timeout_ms: self.common.connect_timeout_ms,
                     publish_connections: self.common.publish_connections,
                     publish_timeout_ms: self.common.publish_timeout_ms,
+                    ws_publish_connections: self.ws_publish_connections,
                     payload_size: self.common.payload_size,
                     max_runtime_ms: max_runtime.as_millis() as u64,
                     neurow: None,

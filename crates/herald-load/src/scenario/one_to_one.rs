@@ -9,7 +9,11 @@
 //! With `--transport longpoll` the subscribers long-poll instead of holding streams, with
 //! `--transport ws` they hold WebSockets; everything else (publishing, checks, measures) is the
 //! same, and the result's mode is `long-poll` or `websocket`, so the table and the chart keep
-//! those runs apart from the SSE ones.
+//! those runs apart from the SSE ones. With `--publish-via ws` (Herald) the workers publish with
+//! `publish` commands over a few WebSockets instead of `POST /v1/publish` (mode `…, publish over
+//! ws`). Each message is one publish and one delivery, so server CPU per delivery is the cost of
+//! both; `server_cpu_us_per_delivery_at_ref` gives it at the same rate (`--ref-rate`) for every
+//! run, whichever rate each one peaks at.
 
 use std::time::Duration;
 
@@ -26,6 +30,11 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
     let mut ctx = RunContext::new(&args.common)?;
     let long_poll = args.subscribers.transport == Transport::Longpoll;
     ctx.use_subscribers(&args.subscribers, true)?;
+    ctx.use_publish_via(
+        args.publish_via,
+        args.publish_ws_connections,
+        args.subscribers.ws_url.as_deref(),
+    )?;
     let (connections, rates, step_s) = if ctx.common.smoke {
         (args.connections.min(20), vec![20.0, 50.0], 1)
     } else {
@@ -56,8 +65,10 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
 
     let mut meter = Meter::start(&ctx.common.server_pids, &workers);
     let mut best: Option<Step> = None;
-    // Messages per long-poll answer at the best step.
-    let mut best_batch = 0.0;
+    // Messages per long-poll answer and publish p99 at the best step.
+    let (mut best_batch, mut best_publish_p99) = (0.0, 0.0);
+    // Server CPU per message at the reference rate, when that step delivered every message.
+    let mut at_ref = None;
     let (mut other_s, mut measured_s) = (0.0, 0.0);
     // Connections the server closed under a poll (re-opened, the poll re-sent): not errors.
     let mut reconnects = connect_stats.reconnects;
@@ -99,9 +110,13 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
         reconnects += stats.reconnects;
         let within =
             s.latency.p99_ms <= args.p99_bound_ms && anomalies == 0 && s.achieved_rate >= 0.9 * rate && s.delivered > 0;
+        if rate == args.ref_rate && anomalies == 0 && s.delivered > 0 {
+            at_ref = Some(s.server_cpu_us_per_delivery);
+        }
         if within && best.as_ref().is_none_or(|b| s.achieved_rate > b.achieved_rate) {
             best = Some(s.clone());
             best_batch = stats.delivered as f64 / stats.polls.max(1) as f64;
+            best_publish_p99 = stats.publish.summary().p99_ms;
         }
         result.steps.push(s);
         if !within && !args.full_sweep {
@@ -116,11 +131,16 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
         result.set("poll_reconnects", (reconnects + final_stats.reconnects) as f64);
     }
     result.set_other_load(other_s, measured_s);
+    if let Some(cpu) = at_ref.filter(|_| !ctx.common.server_pids.is_empty()) {
+        result.set("ref_rate", args.ref_rate);
+        result.set("server_cpu_us_per_delivery_at_ref", cpu);
+    }
     match &best {
         Some(b) => {
             result.set("max_rate_under_bound", b.achieved_rate);
             result.set("latency_p99_ms_at_max", b.latency.p99_ms);
             result.set("latency_p50_ms_at_max", b.latency.p50_ms);
+            result.set("publish_p99_ms_at_max", best_publish_p99);
             if !ctx.common.server_pids.is_empty() {
                 result.set("server_cpu_us_per_delivery_at_max", b.server_cpu_us_per_delivery);
             }

@@ -243,7 +243,7 @@ pub(super) async fn hold(worker: Arc<Worker>, index: usize, permits: Option<Arc<
 mod tests {
     use super::*;
     use crate::jwt::JwtSettings;
-    use crate::target::{TokenIn, Transport};
+    use crate::target::{PublishVia, TokenIn, Transport};
 
     fn target(kind: TargetKind) -> Target {
         let jwt = JwtSettings {
@@ -265,6 +265,7 @@ mod tests {
             poll_urls: Vec::new(),
             token_in: TokenIn::Header,
             ws_urls: vec!["http://127.0.0.1:1/v2/ws".parse().expect("url")],
+            publish_via: PublishVia::Http,
         }
     }
 
