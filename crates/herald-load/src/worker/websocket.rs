@@ -209,12 +209,13 @@ pub(super) async fn hold(worker: Arc<Worker>, index: usize, permits: Option<Arc<
         Err(e) => return failed(&worker, &OpenError::Request(e.to_string())),
     };
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(worker.plan.connect_timeout_ms);
     // Held until subscribed: the permits bound the subscriptions being made, not those held.
     let mut permit = match &permits {
         Some(p) => p.clone().acquire_owned().await.ok(),
         None => None,
     };
+    // As for SSE, the connect timeout counts from the turn of this subscriber, not the queue.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(worker.plan.connect_timeout_ms);
     let upgrade = WsConn::open(url.addr, slot.src, |key| {
         target.ws_subscribe_request(url, &slot.sub, key)
     });
