@@ -26,8 +26,23 @@
 #                      subscribers: Herald's /v2/poll, Nchan's /lp/<channel>; row "one-to-one
 #                      (long-poll)"); storm-v2 (Herald only: the storm against /v2/subscribe
 #                      three times, the token in the header, in the query and as a ticket
-#                      minted beforehand; rows "storm (v2, header|query|ticket)")
+#                      minted beforehand; rows "storm (v2, header|query|ticket)"); idle-ws,
+#                      broadcast-ws (window mode, as broadcast-window) and one-to-one-ws: the
+#                      same with WebSocket subscribers (Herald's /v2/ws?topic=…, Nchan's
+#                      /ws/<channel>; rows "idle (websocket)", "broadcast (window, websocket)",
+#                      "one-to-one (websocket)"); one-to-one-ws-publish (Herald only: WebSocket
+#                      subscribers, and the publishes sent as `publish` commands over
+#                      PUBLISH_WS_CONNECTIONS WebSockets per load-tool worker instead of
+#                      POST /v1/publish; row "one-to-one (websocket, publish over ws)", whose
+#                      server_cpu_us_per_delivery_at_ref compares with one-to-one-ws's at REF_RATE)
 #   LONGPOLL_RATES     one-to-one-longpoll sweep, messages/s [$RATES]
+#   WS_RATES           one-to-one-ws and one-to-one-ws-publish sweeps, messages/s [$RATES]
+#   PUBLISH_WS_CONNECTIONS  WebSockets each load-tool worker publishes on, one-to-one-ws-publish
+#                      [4] (read by herald-load; commands are pipelined on each)
+#   REF_RATE           the one-to-one step (messages/s, one of the sweep's rates) whose server CPU
+#                      per publish + delivery every one-to-one row reports as
+#                      server_cpu_us_per_delivery_at_ref [10000] (read by herald-load)
+#   HERALD_WS_MAX_COMMANDS_PER_SECOND  Herald's WS_MAX_COMMANDS_PER_SECOND [0: no limit; bench/lib.sh]
 #   TARGETS            [herald nchan]
 #   QUIET_PCT          before each run, wait until the machine's other load is under this % of
 #                      one core for 2 s [25]; QUIET_MAX_WAIT bounds the wait, s [60]
@@ -35,10 +50,12 @@
 #   MAX_OTHER_PCT      the table leaves out runs disturbed by other load above this % of one
 #                      core [50]; table-all.md keeps every run
 #
-# Set for herald-load per server (TOOL_ENV): TARGET, SSE_URL, PUBLISH_URL and POLL_URL (the
+# Set for herald-load per server (TOOL_ENV): TARGET, SSE_URL, PUBLISH_URL, POLL_URL (the
 # long-poll endpoint: http://127.0.0.1:PORT/v2/poll on Herald, http://127.0.0.1:PORT/lp/ on
-# Nchan, whose location bench/lib.sh writes); one-to-one-longpoll adds SUBSCRIBER_TRANSPORT=longpoll,
-# storm-v2 SSE_URL=.../v2/subscribe and TOKEN_IN=header|query|ticket.
+# Nchan, whose location bench/lib.sh writes) and WS_URL (http://127.0.0.1:PORT/v2/ws on Herald,
+# http://127.0.0.1:PORT/ws/ on Nchan); one-to-one-longpoll adds SUBSCRIBER_TRANSPORT=longpoll,
+# the -ws scenarios SUBSCRIBER_TRANSPORT=ws (and one-to-one-ws-publish PUBLISH_VIA=ws), storm-v2
+# SSE_URL=.../v2/subscribe and TOKEN_IN=header|query|ticket.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,6 +70,7 @@ RATES=${RATES:-1000,2000,5000,10000,20000,30000,40000,50000,60000,80000}
 STEP_DURATION=${STEP_DURATION:-5}
 P99_BOUND_MS=${P99_BOUND_MS:-50}
 LONGPOLL_RATES=${LONGPOLL_RATES:-$RATES}
+WS_RATES=${WS_RATES:-$RATES}
 SCENARIOS=${SCENARIOS:-idle broadcast-window broadcast-rate one-to-one storm}
 TARGETS=${TARGETS:-herald nchan}
 MAX_OTHER_PCT=${MAX_OTHER_PCT:-50}
@@ -117,13 +135,14 @@ start_server() {
         SERVER_PIDS=$HERALD_PID
         TOOL_ENV=(TARGET=herald "SSE_URL=http://127.0.0.1:$SUB_PORT/v1/subscribe"
             "PUBLISH_URL=http://127.0.0.1:$PUB_PORT/v1/publish" SSE_JWT_EXPIRATION=86400
-            "POLL_URL=http://127.0.0.1:$SUB_PORT/v2/poll")
+            "POLL_URL=http://127.0.0.1:$SUB_PORT/v2/poll" "WS_URL=http://127.0.0.1:$SUB_PORT/v2/ws")
         ;;
     nchan)
         start_nchan "$OUT_DIR/nchan-$rep" "$SUB_PORT" "$PUB_PORT" "$SERVER_CPU"
         SERVER_PIDS=$NCHAN_WORKER
         TOOL_ENV=(TARGET=nchan "SSE_URL=http://127.0.0.1:$SUB_PORT/sub/"
-            "PUBLISH_URL=http://127.0.0.1:$PUB_PORT/pub/" "POLL_URL=http://127.0.0.1:$SUB_PORT/lp/")
+            "PUBLISH_URL=http://127.0.0.1:$PUB_PORT/pub/" "POLL_URL=http://127.0.0.1:$SUB_PORT/lp/"
+            "WS_URL=http://127.0.0.1:$SUB_PORT/ws/")
         ;;
     esac
     sleep 1
@@ -203,6 +222,35 @@ for rep in $(seq 1 "$REPEAT"); do
                 tool "$target-one-to-one-longpoll-$rep" one-to-one --rates "$LONGPOLL_RATES" \
                     --step-duration "$STEP_DURATION" --p99-bound-ms "$P99_BOUND_MS"
                 TOOL_ENV=("${saved[@]}")
+                ;;
+            idle-ws)
+                saved=("${TOOL_ENV[@]}")
+                TOOL_ENV+=(SUBSCRIBER_TRANSPORT=ws)
+                tool "$target-idle-ws-$rep" idle
+                TOOL_ENV=("${saved[@]}")
+                ;;
+            broadcast-ws)
+                saved=("${TOOL_ENV[@]}")
+                TOOL_ENV+=(SUBSCRIBER_TRANSPORT=ws)
+                tool "$target-broadcast-ws-$rep" broadcast --duration "$DURATION"
+                TOOL_ENV=("${saved[@]}")
+                ;;
+            one-to-one-ws)
+                saved=("${TOOL_ENV[@]}")
+                TOOL_ENV+=(SUBSCRIBER_TRANSPORT=ws)
+                tool "$target-one-to-one-ws-$rep" one-to-one --rates "$WS_RATES" \
+                    --step-duration "$STEP_DURATION" --p99-bound-ms "$P99_BOUND_MS"
+                TOOL_ENV=("${saved[@]}")
+                ;;
+            one-to-one-ws-publish)
+                # Herald only: the publishes go over its WebSocket as well.
+                if [ "$target" = herald ]; then
+                    saved=("${TOOL_ENV[@]}")
+                    TOOL_ENV+=(SUBSCRIBER_TRANSPORT=ws PUBLISH_VIA=ws)
+                    tool "$target-one-to-one-ws-publish-$rep" one-to-one --rates "$WS_RATES" \
+                        --step-duration "$STEP_DURATION" --p99-bound-ms "$P99_BOUND_MS"
+                    TOOL_ENV=("${saved[@]}")
+                fi
                 ;;
             storm) tool "$target-storm-$rep" storm ;;
             storm-v2)

@@ -106,6 +106,15 @@ http {
             # Hold a poll at most as long as herald-load asks Herald to (55 s), then answer 408.
             nchan_subscriber_timeout 55s;
         }
+        # WebSocket subscribers (herald-load --transport ws, WS_URL): each message is one text frame
+        # holding its data. A ping frame after 25 s, as Herald's WS_PING_INTERVAL, so both servers
+        # keep their WebSockets alike (Nchan closes one whose pong does not come by the next ping).
+        location ~ ^/ws/(.+)\$ {
+            nchan_subscriber websocket;
+            nchan_channel_id \$1;
+            nchan_subscriber_first_message newest;
+            nchan_websocket_ping_interval 25;
+        }
     }
     server {
         listen 127.0.0.1:$pub_port backlog=4096;
@@ -130,8 +139,6 @@ CONF
     log "nchan: master $NCHAN_MASTER worker $NCHAN_WORKER on :$sub_port (sub) :$pub_port (pub)"
 }
 
-# start_herald BIN PUB_PORT INT_PORT LOG [CPU]: starts `herald serve` with long token lifetimes
-# and no stream timeout. Sets HERALD_PID.
 # ensure_redis: installs redis-server and redis-cli from Debian's packages when missing.
 ensure_redis() {
     command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
@@ -147,6 +154,10 @@ build_release() {
     LOAD=${HERALD_LOAD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/herald-load}
 }
 
+# start_herald BIN PUB_PORT INT_PORT LOG [CPU]: starts `herald serve` with long token lifetimes,
+# no stream timeout, and no limit on WebSocket commands a second (HERALD_WS_MAX_COMMANDS_PER_SECOND,
+# default 0: the publish-over-WebSocket scenario sends thousands a second on each of a few
+# connections, which Herald's default of 100 would close with 4429). Sets HERALD_PID.
 start_herald() {
     local bin=$1 pub_port=$2 int_port=$3 logf=$4 cpu=${5:-}
     local cmd=("$bin" serve)
@@ -157,6 +168,7 @@ start_herald() {
         PUBLIC_API_PORT=$pub_port INTERNAL_API_PORT=$int_port \
         PUBLIC_API_JWT_MAX_LIFETIME=${PUBLIC_API_JWT_MAX_LIFETIME:-86400} \
         SSE_TIMEOUT=${HERALD_SSE_TIMEOUT:-3600000} SSE_KEEPALIVE=${HERALD_SSE_KEEPALIVE:-30000} \
+        WS_MAX_COMMANDS_PER_SECOND=${HERALD_WS_MAX_COMMANDS_PER_SECOND:-0} \
         "${cmd[@]}" >"$logf" 2>&1 &
     HERALD_PID=$!
     STARTED_PIDS="$STARTED_PIDS $HERALD_PID"

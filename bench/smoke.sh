@@ -43,6 +43,7 @@ herald)
     export SSE_URL="http://127.0.0.1:$SUB_PORT/v1/subscribe"
     export PUBLISH_URL="http://127.0.0.1:$PUB_PORT/v1/publish"
     export POLL_URL="http://127.0.0.1:$SUB_PORT/v2/poll"
+    export WS_URL="http://127.0.0.1:$SUB_PORT/v2/ws"
     ;;
 nchan)
     ensure_nchan
@@ -51,6 +52,7 @@ nchan)
     export SSE_URL="http://127.0.0.1:$SUB_PORT/sub/"
     export PUBLISH_URL="http://127.0.0.1:$PUB_PORT/pub/"
     export POLL_URL="http://127.0.0.1:$SUB_PORT/lp/"
+    export WS_URL="http://127.0.0.1:$SUB_PORT/ws/"
     ;;
 *)
     log "TARGET must be herald or nchan"
@@ -78,12 +80,17 @@ run broadcast-window broadcast
 run broadcast-rate broadcast --rate 20
 run one-to-one one-to-one
 run one-to-one-longpoll one-to-one --transport longpoll
+run idle-ws idle --transport ws
+run broadcast-ws broadcast --transport ws
+run one-to-one-ws one-to-one --transport ws
 run neurow neurow
 run neurow-reconnect neurow --sse-auto-reconnect
 run neurow-faults neurow --tolerate-faults
 run soak soak --reconnect-fraction 0.5 --svg "$WORK/soak.svg"
 
 if [ "$TARGET" = herald ]; then
+    # WebSocket subscribers, and the publishes as `publish` commands over Herald's WebSocket.
+    run one-to-one-ws-publish one-to-one --transport ws --publish-via ws
     # Herald v2: the subscriber's token in the header, the query, or as a single-use ticket.
     for token_in in header query ticket; do
         SSE_URL="http://127.0.0.1:$SUB_PORT/v2/subscribe" run "storm-v2-$token_in" storm --token-in "$token_in"

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::target::{TargetKind, TokenIn, Transport};
+use crate::target::{PublishVia, TargetKind, TokenIn, Transport};
 
 /// Neurow's development secret for the public (subscribe) API.
 pub const DEV_PUBLIC_SECRET: &str = "966KljJz--KyzyBnMOrFXfAkq9XMqWwPgdBV3cKTxsc";
@@ -190,6 +190,9 @@ pub struct IdleArgs {
     /// Seconds to hold them after all are open (measures keep-alive CPU).
     #[arg(long, env = "HOLD", default_value_t = 5)]
     pub hold: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub subscribers: SubscriberArgs,
 }
 
 /// `broadcast` settings.
@@ -214,6 +217,9 @@ pub struct BroadcastArgs {
     /// Most messages to publish.
     #[arg(long, env = "MESSAGES", default_value_t = 100_000)]
     pub messages: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub subscribers: SubscriberArgs,
 }
 
 /// `one-to-one` settings.
@@ -240,8 +246,31 @@ pub struct OneToOneArgs {
     /// Write the latency/rate chart here (SVG).
     #[arg(long, env = "SVG")]
     pub svg: Option<PathBuf>,
-    /// How subscribers receive: SSE streams, or long-polls (each subscriber polls again as soon
-    /// as an answer arrives, on a keep-alive connection). The result's mode says which.
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub subscribers: SubscriberArgs,
+    /// How publishers publish: HTTP requests to PUBLISH_URL, or (Herald only) `publish` commands
+    /// over PUBLISH_WS_CONNECTIONS WebSockets per worker process to WS_URL, each answered by an
+    /// `ack`. The result's mode then says `publish over ws`.
+    #[arg(long, env = "PUBLISH_VIA", value_enum, default_value_t = PublishVia::Http)]
+    pub publish_via: PublishVia,
+    /// WebSocket publisher connections per worker process, for `--publish-via ws` (each carries
+    /// many commands at once).
+    #[arg(long, env = "PUBLISH_WS_CONNECTIONS", default_value_t = 4)]
+    pub publish_ws_connections: usize,
+    /// The sweep's step at this rate gives `server_cpu_us_per_delivery_at_ref` (server CPU per
+    /// publish + delivery), the same load for every one-to-one run whatever its highest rate, so
+    /// that runs of different transports compare at equal load.
+    #[arg(long, env = "REF_RATE", default_value_t = 10_000.0)]
+    pub ref_rate: f64,
+}
+
+/// How subscribers receive (`idle`, `broadcast`, `one-to-one`).
+#[derive(Debug, Clone, Args)]
+pub struct SubscriberArgs {
+    /// How subscribers receive: SSE streams; long-polls (one-to-one only: each subscriber polls
+    /// again as soon as an answer arrives, on a keep-alive connection); or WebSockets, one per
+    /// subscriber. The result's mode says which (`long-poll`, `websocket`).
     #[arg(long, env = "SUBSCRIBER_TRANSPORT", value_enum, default_value_t = Transport::Sse)]
     pub transport: Transport,
     /// Long-poll URL, for `--transport longpoll` [default: herald http://127.0.0.1:4000/v2/poll,
@@ -251,6 +280,12 @@ pub struct OneToOneArgs {
     /// the nodes of a cluster.
     #[arg(long, env = "POLL_URL")]
     pub poll_url: Option<String>,
+    /// WebSocket URL, for `--transport ws` and `--publish-via ws` [default: herald
+    /// http://127.0.0.1:4000/v2/ws, nchan http://127.0.0.1:4100/ws/ (the channel is appended; the
+    /// location must be `nchan_subscriber websocket`, as bench/lib.sh writes it)]. `ws://` is read
+    /// as `http://`. Several, comma-separated, for the nodes of a cluster.
+    #[arg(long, env = "WS_URL")]
+    pub ws_url: Option<String>,
 }
 
 /// `soak` settings.

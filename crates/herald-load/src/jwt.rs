@@ -1,7 +1,8 @@
 //! HS256 tokens for Herald's (and Neurow's) two APIs.
 //!
 //! The secret string is used as the raw HMAC key, as Neurow does. Subscriber tokens name the topic
-//! in `sub`; publisher tokens have no `sub`. Publisher tokens are cached and renewed once half of
+//! in `sub`; publisher tokens have no `sub`. A WebSocket publisher (Herald v2) uses a token of the
+//! public API with a `publish` grant instead. Publisher tokens are cached and renewed once half of
 //! their lifetime has passed, so that a long run never sends an expired one.
 
 use std::sync::Mutex;
@@ -34,6 +35,8 @@ struct Claims<'a> {
     sub: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     topics: Option<[&'a str; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish: Option<&'a [String]>,
 }
 
 impl JwtSettings {
@@ -47,7 +50,22 @@ impl JwtSettings {
         self.sign(sub, Some(["*"]))
     }
 
+    /// Signs a token, without `sub`, that may publish to the topics `patterns` name (Herald v2's
+    /// `publish` grant: names, or prefixes ending in `*`), as a WebSocket publisher needs.
+    pub fn mint_publishing(&self, patterns: &[String]) -> anyhow::Result<String> {
+        self.sign_claims(None, None, Some(patterns))
+    }
+
     fn sign(&self, sub: Option<&str>, topics: Option<[&str; 1]>) -> anyhow::Result<String> {
+        self.sign_claims(sub, topics, None)
+    }
+
+    fn sign_claims(
+        &self,
+        sub: Option<&str>,
+        topics: Option<[&str; 1]>,
+        publish: Option<&[String]>,
+    ) -> anyhow::Result<String> {
         let iat = now_s();
         let claims = Claims {
             iss: &self.issuer,
@@ -56,6 +74,7 @@ impl JwtSettings {
             exp: iat + self.lifetime_s,
             sub,
             topics,
+            publish,
         };
         let key = EncodingKey::from_secret(self.secret.as_bytes());
         Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)?)
@@ -125,6 +144,25 @@ mod tests {
         assert_eq!(back.sub, "topic_1");
         assert_eq!(back.aud, "public_api");
         assert_eq!(back.exp - back.iat, 120);
+    }
+
+    #[test]
+    fn publishing_token_carries_the_grant_and_no_sub() {
+        let s = JwtSettings {
+            issuer: "test_issuer1".into(),
+            secret: "k".into(),
+            audience: "public_api".into(),
+            lifetime_s: 60,
+        };
+        let token = s.mint_publishing(&["hlx-o2o-*".to_owned()]).expect("mint");
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&["public_api"]);
+        v.required_spec_claims.clear();
+        let back = jsonwebtoken::decode::<serde_json::Value>(&token, &DecodingKey::from_secret(b"k"), &v)
+            .expect("verify")
+            .claims;
+        assert_eq!(back["publish"], serde_json::json!(["hlx-o2o-*"]));
+        assert!(back.get("sub").is_none() && back.get("topics").is_none());
     }
 
     #[test]

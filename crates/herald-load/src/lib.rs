@@ -1,5 +1,6 @@
 //! `herald-load`: load generator and benchmark for Herald, a Neurow-compatible push gateway
-//! (HTTP publish, Server-Sent Events subscribe), and for Nchan as a reference.
+//! (HTTP publish, Server-Sent Events subscribe; long-poll and WebSocket on its v2 face), and for
+//! Nchan as a reference.
 //!
 //! # Layout
 //! - [`cli`]: command line and environment settings.
@@ -7,8 +8,9 @@
 //!   that measures server and tool cost per phase.
 //! - [`worker`]: worker processes holding the subscriptions (at most ~9,000 each, because a
 //!   process may open only 20,000 files), and the coordinator's side of their JSON-lines protocol.
-//! - [`subscriber`], [`poller`], [`publish`]: the raw HTTP/1.1 SSE, long-poll and publish
-//!   clients; [`wire`]: their parsers; [`net`]: socket options and source-address spreading.
+//! - [`subscriber`], [`poller`], [`websocket`], [`publish`], [`ws_publish`]: the raw SSE, long-poll,
+//!   WebSocket, HTTP publish and WebSocket publish clients; [`wire`]: their parsers and framing;
+//!   [`net`]: socket options and source-address spreading.
 //! - [`checker`], [`payload`], [`stats`]: delivery checks, the timestamped payload, histograms.
 //! - [`target`]: Herald's and Nchan's wire formats; [`jwt`]: HS256 tokens.
 //! - [`procfs`]: server and tool RSS/CPU from `/proc`.
@@ -34,5 +36,7 @@ pub mod stats_util;
 pub mod subscriber;
 pub mod target;
 pub mod timeline;
+pub mod websocket;
 pub mod wire;
 pub mod worker;
+pub mod ws_publish;

@@ -2,9 +2,9 @@
 //!
 //! No plotting crate is needed for a handful of lines: x is the offered publish rate (linear), y
 //! the latency on a log scale (latencies span from tenths of a millisecond to seconds near
-//! saturation). Each target, and each mode of it (SSE streams, long-poll), gets one colour, p99
-//! solid and p50 dashed; a hollow marker means the server accepted less than 90% of the offered
-//! rate (saturated). The p99 bound is a red dotted line. With several runs per target, each point
+//! saturation). Each target, and each mode of it (SSE streams, long-poll, WebSocket), gets one
+//! colour (shades of blue for Herald, of orange for Nchan), p99 solid and p50 dashed; a hollow
+//! marker means the server accepted less than 90% of the offered rate (saturated). The p99 bound is a red dotted line. With several runs per target, each point
 //! is the median over the runs.
 
 use std::collections::BTreeMap;
@@ -191,11 +191,18 @@ fn collect_series(results: &[RunResult]) -> Vec<Series> {
     }
     let mut out = Vec::new();
     for (target, runs) in by_target {
-        let colour = match (target.starts_with("herald"), target.contains(' ')) {
-            (true, false) => "#1f6fb4",
-            (false, false) => "#e07b00",
-            (true, true) => "#6baed6",
-            (false, true) => "#c2a35a",
+        const HERALD: [&str; 4] = ["#1f6fb4", "#6baed6", "#08306b", "#9ecae1"];
+        const NCHAN: [&str; 4] = ["#e07b00", "#c2a35a", "#8c4a00", "#f5b971"];
+        let shade = match target.split_once(' ').map_or("", |(_, mode)| mode) {
+            "" => 0,
+            "long-poll" => 1,
+            "websocket" => 2,
+            _ => 3,
+        };
+        let colour = if target.starts_with("herald") {
+            HERALD[shade]
+        } else {
+            NCHAN[shade]
         };
         let mut p50 = Vec::new();
         let mut p99 = Vec::new();

@@ -260,6 +260,8 @@ mod tests {
             transport: Transport::Longpoll,
             poll_urls: vec!["http://127.0.0.1:1/v2/poll".parse().expect("url")],
             token_in: TokenIn::Header,
+            ws_urls: Vec::new(),
+            publish_via: crate::target::PublishVia::Http,
         }
     }
 

@@ -38,6 +38,10 @@ pub enum PublishError {
     /// The publisher token could not be signed.
     #[error("publish token: {0}")]
     Token(String),
+    /// A WebSocket publish failed; the string is its counter label (`publish_ws_error_<code>`
+    /// for Herald's `error` answer, `publish_ws_<how the connection ended>` …).
+    #[error("WebSocket publish: {0}")]
+    Ws(String),
 }
 
 impl PublishError {
@@ -49,6 +53,7 @@ impl PublishError {
             PublishError::Status(s) => format!("publish_status_{s}"),
             PublishError::Timeout => "publish_timeout".into(),
             PublishError::Token(_) => "publish_token".into(),
+            PublishError::Ws(label) => label.clone(),
         }
     }
 }

@@ -47,6 +47,15 @@ pub enum OpenError {
     /// No response head within the connect timeout.
     #[error("timed out")]
     Timeout,
+    /// A WebSocket upgrade whose `101` is not an answer to its key.
+    #[error("WebSocket handshake: {0}")]
+    Handshake(String),
+    /// Herald refused a WebSocket's subscription with this error code.
+    #[error("subscription refused: {0}")]
+    Refused(String),
+    /// The connection ended before the subscription was acknowledged (the label says how).
+    #[error("ended before the subscription: {0}")]
+    Ended(String),
 }
 
 impl OpenError {
@@ -59,6 +68,9 @@ impl OpenError {
             OpenError::NotEventStream(_) => "subscribe_not_event_stream".into(),
             OpenError::Request(_) => "subscribe_request".into(),
             OpenError::Timeout => "subscribe_timeout".into(),
+            OpenError::Handshake(_) => "subscribe_ws_handshake".into(),
+            OpenError::Refused(code) => format!("subscribe_ws_error_{code}"),
+            OpenError::Ended(end) => format!("subscribe_{end}"),
         }
     }
 }
@@ -339,6 +351,8 @@ mod tests {
             transport: crate::target::Transport::Sse,
             poll_urls: Vec::new(),
             token_in: crate::target::TokenIn::Header,
+            ws_urls: Vec::new(),
+            publish_via: crate::target::PublishVia::Http,
         }
     }
 

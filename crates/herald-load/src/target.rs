@@ -9,7 +9,10 @@
 //! Herald's v2 face (a subscribe URL under `/v2/`) names the topic in the query (`?topic=<sub>`)
 //! and takes the token in the header, an `access_token` parameter or a single-use ticket
 //! ([`TokenIn`]); its long-poll (`/v2/poll`) and Nchan's (`/lp/<channel>`) are requests of their
-//! own ([`Target::poll_request`]), answered by [`crate::poller`].
+//! own ([`Target::poll_request`]), answered by [`crate::poller`]. WebSocket subscribers upgrade
+//! Herald's `/v2/ws?topic=<sub>&access_token=<jwt>` or Nchan's `/ws/<channel>`
+//! ([`Target::ws_subscribe_request`], held by [`crate::websocket`]); Herald can also take publishes
+//! over its WebSocket ([`PublishVia::Ws`], [`crate::ws_publish`]).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -49,6 +52,33 @@ pub enum Transport {
     /// Long-polling: one request per answer, on a keep-alive connection (Herald's `/v2/poll`,
     /// Nchan's `nchan_subscriber longpoll`).
     Longpoll,
+    /// One WebSocket per subscriber (Herald's `/v2/ws`, Nchan's `nchan_subscriber websocket`).
+    Ws,
+}
+
+impl Transport {
+    /// What a result's mode says for this transport: nothing for SSE (the rows measured first),
+    /// so that earlier results keep their rows.
+    pub fn mode(self) -> &'static str {
+        match self {
+            Transport::Sse => "",
+            Transport::Longpoll => "long-poll",
+            Transport::Ws => "websocket",
+        }
+    }
+}
+
+/// How publishers reach the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishVia {
+    /// HTTP requests on keep-alive connections (Herald's `POST /v1/publish`, Nchan's
+    /// `POST /pub/<channel>`).
+    #[default]
+    Http,
+    /// Herald only: `publish` commands over a few WebSockets (`/v2/ws`), each answered by an
+    /// `ack`.
+    Ws,
 }
 
 /// Where a Herald v2 subscriber puts its credential.
@@ -191,6 +221,13 @@ pub struct Target {
     /// Herald v2: where the subscriber's credential goes.
     #[serde(default)]
     pub token_in: TokenIn,
+    /// WebSocket URLs, one per node (Herald: `/v2/ws`; Nchan: a prefix the channel is appended
+    /// to). Needed with [`Transport::Ws`] or [`PublishVia::Ws`] only.
+    #[serde(default)]
+    pub ws_urls: Vec<HttpUrl>,
+    /// HTTP publishes or WebSocket `publish` commands.
+    #[serde(default)]
+    pub publish_via: PublishVia,
 }
 
 /// Node `skip` after `sub`'s own among `n`: its topic's subscribers spread evenly over the nodes,
@@ -233,6 +270,50 @@ impl Target {
             bail!("no long-poll URL (POLL_URL)");
         }
         Ok(&self.poll_urls[node_of(sub, 0, self.poll_urls.len())])
+    }
+
+    /// The WebSocket URL of `sub`, spread over the nodes as [`Target::sse_url`] does.
+    pub fn ws_url(&self, sub: &str) -> anyhow::Result<&HttpUrl> {
+        if self.ws_urls.is_empty() {
+            bail!("no WebSocket URL (WS_URL)");
+        }
+        Ok(&self.ws_urls[node_of(sub, 0, self.ws_urls.len())])
+    }
+
+    /// The upgrade request of a WebSocket subscriber of `sub` on `u` (one of the WebSocket URLs),
+    /// with `key` as its `Sec-WebSocket-Key`. Herald: `?topic=` subscribes at once (more `topic=`
+    /// with TOPICS_PER_CONNECTION) and the subscriber's JWT goes in `access_token=`, as a browser
+    /// must send it; Nchan: the channel is the path's end.
+    pub fn ws_subscribe_request(&self, u: &HttpUrl, sub: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+        let target = match self.kind {
+            TargetKind::Herald => {
+                // Topic names from herald-load and JWTs are URL-safe: no escaping needed.
+                let mut path = format!("{}?topic={sub}", u.path);
+                for i in 1..self.topics_per_connection {
+                    path.push_str(&format!("&topic=shared-{i}"));
+                }
+                path.push_str("&access_token=");
+                path.push_str(&self.subscriber_token(sub)?);
+                path
+            }
+            TargetKind::Nchan => format!("{}{}", u.path, self.channel(sub)),
+        };
+        Ok(self.upgrade_request(u, &target, key))
+    }
+
+    /// The upgrade request of a Herald WebSocket publisher: no topic, `token` (with a `publish`
+    /// grant) in `access_token=`.
+    pub fn ws_publisher_request(&self, u: &HttpUrl, token: &str, key: &str) -> Vec<u8> {
+        self.upgrade_request(u, &format!("{}?access_token={token}", u.path), key)
+    }
+
+    fn upgrade_request(&self, u: &HttpUrl, target: &str, key: &str) -> Vec<u8> {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: {}\r\n\r\n",
+            u.host, u.port, self.user_agent
+        )
+        .into_bytes()
     }
 
     /// Whether subscriptions use Herald's v2 face: a subscribe URL under `/v2/`, or several topics
@@ -473,6 +554,8 @@ mod tests {
             transport: Transport::Sse,
             poll_urls: Vec::new(),
             token_in: TokenIn::Header,
+            ws_urls: Vec::new(),
+            publish_via: PublishVia::Http,
         }
     }
 
@@ -603,6 +686,49 @@ mod tests {
                 .expect("utf8")
                 .starts_with("GET /pub/test_issuer1-a1 HTTP/1.1\r\n")
         );
+    }
+
+    #[test]
+    fn websocket_upgrades_name_the_topic_or_the_channel() {
+        let mut h = target(
+            TargetKind::Herald,
+            "http://127.0.0.1:4000/v1/subscribe",
+            "http://127.0.0.1:3000/v1/publish",
+        );
+        assert!(h.ws_url("a1").is_err());
+        h.ws_urls = vec!["http://127.0.0.1:4000/v2/ws".parse().expect("url")];
+        let u = h.ws_url("a1").expect("ws url").clone();
+        let req = String::from_utf8(h.ws_subscribe_request(&u, "a1", "k==").expect("req")).expect("utf8");
+        assert!(req.starts_with("GET /v2/ws?topic=a1&access_token=ey"), "{req}");
+        for header in [
+            "Host: 127.0.0.1:4000\r\n",
+            "Upgrade: websocket\r\n",
+            "Connection: Upgrade\r\n",
+            "Sec-WebSocket-Key: k==\r\n",
+            "Sec-WebSocket-Version: 13\r\n",
+        ] {
+            assert!(req.contains(header), "{header} in {req}");
+        }
+        assert!(req.ends_with("\r\n\r\n"));
+        h.topics_per_connection = 3;
+        let multi = String::from_utf8(h.ws_subscribe_request(&u, "a1", "k").expect("req")).expect("utf8");
+        assert!(multi.starts_with("GET /v2/ws?topic=a1&topic=shared-1&topic=shared-2&access_token=ey"));
+        let publisher = String::from_utf8(h.ws_publisher_request(&u, "tok", "k")).expect("utf8");
+        assert!(
+            publisher.starts_with("GET /v2/ws?access_token=tok HTTP/1.1\r\n"),
+            "{publisher}"
+        );
+        let mut n = target(
+            TargetKind::Nchan,
+            "http://127.0.0.1:4100/sub/",
+            "http://127.0.0.1:3100/pub/",
+        );
+        n.ws_urls = vec!["http://127.0.0.1:4100/ws/".parse().expect("url")];
+        let u = n.ws_url("a1").expect("ws url").clone();
+        let req = String::from_utf8(n.ws_subscribe_request(&u, "a1", "k").expect("req")).expect("utf8");
+        assert!(req.starts_with("GET /ws/test_issuer1-a1 HTTP/1.1\r\n"), "{req}");
+        assert_eq!(Transport::Ws.mode(), "websocket");
+        assert_eq!(Transport::Sse.mode(), "");
     }
 
     #[test]

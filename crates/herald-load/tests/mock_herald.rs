@@ -141,6 +141,8 @@ async fn start_mock() -> (Arc<Target>, Subscribers) {
         transport: herald_load::target::Transport::Sse,
         poll_urls: Vec::new(),
         token_in: herald_load::target::TokenIn::Header,
+        ws_urls: Vec::new(),
+        publish_via: herald_load::target::PublishVia::Http,
     };
     let s = subs.clone();
     tokio::spawn(async move {

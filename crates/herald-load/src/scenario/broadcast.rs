@@ -6,7 +6,8 @@
 //!   growth. Reports deliveries per second and server CPU per delivery and per publish.
 //! - Rate mode (`--rate R`): publish R messages per second; the figure is latency at that load.
 //!
-//! Publishes go out one at a time on one keep-alive connection, so the server receives them in
+//! Subscribers hold SSE streams or, with `--transport ws`, WebSockets (mode `window, websocket`
+//! …). Publishes go out one at a time on one keep-alive connection, so the server receives them in
 //! sequence order and any reordering a subscriber sees is the server's.
 
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ use crate::worker::protocol::{Command, TopicLayout};
 
 /// Runs the scenario.
 pub async fn run(args: &BroadcastArgs) -> anyhow::Result<RunResult> {
-    let ctx = RunContext::new(&args.common)?;
+    let mut ctx = RunContext::new(&args.common)?;
+    ctx.use_subscribers(&args.subscribers, false)?;
     let (connections, duration) = if ctx.common.smoke {
         (args.connections.min(20), 2)
     } else {
@@ -38,7 +40,7 @@ pub async fn run(args: &BroadcastArgs) -> anyhow::Result<RunResult> {
     );
     let mut workers = Workers::spawn(plans).await?;
     let mode = if args.rate.is_some() { "rate" } else { "window" };
-    let mut result = ctx.result("broadcast", mode, connections as u64, workers.count());
+    let mut result = ctx.result("broadcast", &ctx.mode(mode), connections as u64, workers.count());
 
     note(format!("broadcast: opening {connections} subscriptions"));
     let (connect_stats, _) = open_subscriptions(&mut workers, ctx.common.connect_concurrency, connect_limit).await?;

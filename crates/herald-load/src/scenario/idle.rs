@@ -1,5 +1,6 @@
 //! `idle`: open N subscriptions (one topic each), hold them, and measure what they cost the
 //! server: RSS and CPU per new subscription, then keep-alive CPU while nothing is published.
+//! Subscribers hold SSE streams or, with `--transport ws`, WebSockets (mode `websocket`).
 
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use crate::worker::protocol::TopicLayout;
 
 /// Runs the scenario.
 pub async fn run(args: &IdleArgs) -> anyhow::Result<RunResult> {
-    let ctx = RunContext::new(&args.common)?;
+    let mut ctx = RunContext::new(&args.common)?;
+    ctx.use_subscribers(&args.subscribers, false)?;
     let (connections, hold) = if ctx.common.smoke {
         (args.connections.min(20), 1)
     } else {
@@ -25,7 +27,7 @@ pub async fn run(args: &IdleArgs) -> anyhow::Result<RunResult> {
         max_runtime,
     );
     let mut workers = Workers::spawn(plans).await?;
-    let mut result = ctx.result("idle", "", connections as u64, workers.count());
+    let mut result = ctx.result("idle", &ctx.mode(""), connections as u64, workers.count());
     // Let the workers start before the baseline so their start-up is not counted.
     tokio::time::sleep(Duration::from_millis(300)).await;
 

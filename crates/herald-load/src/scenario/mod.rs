@@ -17,14 +17,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::cli::Common;
+use crate::cli::{Common, SubscriberArgs};
 use crate::jwt::JwtSettings;
 use crate::net;
 use crate::procfs::{self, ProcDelta, ProcSample};
 use crate::publish::Publisher;
 use crate::report::{Bottleneck, RunResult};
 use crate::stats::Stats;
-use crate::target::{Target, TargetKind, TokenIn, Transport};
+use crate::target::{HttpUrl, PublishVia, Target, TargetKind, TokenIn, Transport};
 use crate::worker::pool::Workers;
 use crate::worker::protocol::{Command, NeurowPlan, Plan, Reply, TopicLayout};
 
@@ -36,11 +36,26 @@ pub struct RunContext {
     pub target: Arc<Target>,
     /// Random id that keeps this run's topics apart from earlier runs'.
     pub run_id: String,
+    /// WebSocket publisher connections per worker (`--publish-via ws`).
+    pub ws_publish_connections: usize,
 }
 
 /// Comma-separated URLs, one per node of a cluster.
-fn parse_urls(list: &str) -> anyhow::Result<Vec<crate::target::HttpUrl>> {
+fn parse_urls(list: &str) -> anyhow::Result<Vec<HttpUrl>> {
     list.split(',').map(|u| u.trim().parse()).collect()
+}
+
+/// Comma-separated WebSocket URLs, `ws://` read as `http://` (the same request line follows).
+fn parse_ws_urls(list: &str) -> anyhow::Result<Vec<HttpUrl>> {
+    list.split(',')
+        .map(|u| {
+            let u = u.trim();
+            match u.strip_prefix("ws://") {
+                Some(rest) => format!("http://{rest}").parse(),
+                None => u.parse(),
+            }
+        })
+        .collect()
 }
 
 impl RunContext {
@@ -74,6 +89,8 @@ impl RunContext {
             transport: Transport::Sse,
             poll_urls: Vec::new(),
             token_in: TokenIn::Header,
+            ws_urls: Vec::new(),
+            publish_via: PublishVia::Http,
         };
         let run_id: String = (0..6)
             .map(|_| char::from_digit(fastrand::u32(0..36), 36).unwrap_or('0'))
@@ -82,7 +99,76 @@ impl RunContext {
             common: common.clone(),
             target: Arc::new(target),
             run_id,
+            ws_publish_connections: 0,
         })
+    }
+
+    /// Makes subscribers receive as `args` says; `long_poll_ok`: the scenario can long-poll
+    /// (one-to-one only: its subscribers each have their own topic).
+    pub fn use_subscribers(&mut self, args: &SubscriberArgs, long_poll_ok: bool) -> anyhow::Result<()> {
+        match args.transport {
+            Transport::Sse => Ok(()),
+            Transport::Longpoll if !long_poll_ok => {
+                anyhow::bail!("long-polling subscribers are for one-to-one only")
+            }
+            Transport::Longpoll => self.use_long_poll(args.poll_url.as_deref()),
+            Transport::Ws => self.use_websocket(args.ws_url.as_deref()),
+        }
+    }
+
+    /// The WebSocket URLs (`None`: the target's default).
+    fn ws_urls(&self, ws_url: Option<&str>) -> anyhow::Result<Vec<HttpUrl>> {
+        let default = match self.common.target {
+            TargetKind::Herald => "http://127.0.0.1:4000/v2/ws",
+            TargetKind::Nchan => "http://127.0.0.1:4100/ws/",
+        };
+        parse_ws_urls(ws_url.unwrap_or(default)).context("WS_URL")
+    }
+
+    /// Makes subscribers hold a WebSocket each, to `ws_url` (comma-separated nodes; `None`: the
+    /// target's default).
+    pub fn use_websocket(&mut self, ws_url: Option<&str>) -> anyhow::Result<()> {
+        if self.common.target == TargetKind::Nchan && self.common.topics_per_connection > 0 {
+            anyhow::bail!("Nchan WebSocket subscribers hold one channel each: leave TOPICS_PER_CONNECTION at 0");
+        }
+        let urls = self.ws_urls(ws_url)?;
+        let target = Arc::make_mut(&mut self.target);
+        target.transport = Transport::Ws;
+        target.ws_urls = urls;
+        Ok(())
+    }
+
+    /// Makes the workers publish `via` HTTP or Herald's WebSocket, on `connections` WebSockets
+    /// each for the latter.
+    pub fn use_publish_via(&mut self, via: PublishVia, connections: usize, ws_url: Option<&str>) -> anyhow::Result<()> {
+        if via == PublishVia::Http {
+            return Ok(());
+        }
+        if self.common.target != TargetKind::Herald {
+            anyhow::bail!("--publish-via ws is Herald's WebSocket publish command: use it with TARGET=herald");
+        }
+        if self.target.ws_urls.is_empty() {
+            let urls = self.ws_urls(ws_url)?;
+            Arc::make_mut(&mut self.target).ws_urls = urls;
+        }
+        Arc::make_mut(&mut self.target).publish_via = PublishVia::Ws;
+        self.ws_publish_connections = connections.max(1);
+        Ok(())
+    }
+
+    /// A result's mode: `base` (`window`, `rate` or empty), then the subscribers' transport
+    /// unless SSE, then `publish over ws` when publishes go over Herald's WebSocket; so the table
+    /// keeps each combination in a row of its own.
+    pub fn mode(&self, base: &str) -> String {
+        let publish = match self.target.publish_via {
+            PublishVia::Http => "",
+            PublishVia::Ws => "publish over ws",
+        };
+        [base, self.target.transport.mode(), publish]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Makes subscribers long-poll `poll_url` (comma-separated nodes; `None`: the target's default).
@@ -140,6 +226,7 @@ impl RunContext {
                     connect_timeout_ms: self.common.connect_timeout_ms,
                     publish_connections: self.common.publish_connections,
                     publish_timeout_ms: self.common.publish_timeout_ms,
+                    ws_publish_connections: self.ws_publish_connections,
                     payload_size: self.common.payload_size,
                     max_runtime_ms: max_runtime.as_millis() as u64,
                     neurow: None,

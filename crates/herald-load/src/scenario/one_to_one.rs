@@ -6,9 +6,14 @@
 //! kept. The headline is the highest rate whose p99 stays under `--p99-bound-ms` with every
 //! message delivered once, in order, and the achieved rate within 10% of the target.
 //!
-//! With `--transport longpoll` the subscribers long-poll instead of holding streams; everything
-//! else (publishing, checks, measures) is the same, and the result's mode is `long-poll`, so the
-//! table and the chart keep those runs apart from the SSE ones.
+//! With `--transport longpoll` the subscribers long-poll instead of holding streams, with
+//! `--transport ws` they hold WebSockets; everything else (publishing, checks, measures) is the
+//! same, and the result's mode is `long-poll` or `websocket`, so the table and the chart keep
+//! those runs apart from the SSE ones. With `--publish-via ws` (Herald) the workers publish with
+//! `publish` commands over a few WebSockets instead of `POST /v1/publish` (mode `…, publish over
+//! ws`). Each message is one publish and one delivery, so server CPU per delivery is the cost of
+//! both; `server_cpu_us_per_delivery_at_ref` gives it at the same rate (`--ref-rate`) for every
+//! run, whichever rate each one peaks at.
 
 use std::time::Duration;
 
@@ -23,10 +28,13 @@ use crate::worker::protocol::{Command, TopicLayout};
 /// Runs the scenario.
 pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
     let mut ctx = RunContext::new(&args.common)?;
-    let long_poll = args.transport == Transport::Longpoll;
-    if long_poll {
-        ctx.use_long_poll(args.poll_url.as_deref())?;
-    }
+    let long_poll = args.subscribers.transport == Transport::Longpoll;
+    ctx.use_subscribers(&args.subscribers, true)?;
+    ctx.use_publish_via(
+        args.publish_via,
+        args.publish_ws_connections,
+        args.subscribers.ws_url.as_deref(),
+    )?;
     let (connections, rates, step_s) = if ctx.common.smoke {
         (args.connections.min(20), vec![20.0, 50.0], 1)
     } else {
@@ -46,8 +54,7 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
         .map(|p| p.subscribers as f64 / connections.max(1) as f64)
         .collect();
     let mut workers = Workers::spawn(plans).await?;
-    let mode = if long_poll { "long-poll" } else { "" };
-    let mut result = ctx.result("one-to-one", mode, connections as u64, workers.count());
+    let mut result = ctx.result("one-to-one", &ctx.mode(""), connections as u64, workers.count());
 
     note(format!("one-to-one: opening {connections} subscriptions"));
     let (connect_stats, _) = open_subscriptions(&mut workers, ctx.common.connect_concurrency, connect_limit).await?;
@@ -58,8 +65,10 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
 
     let mut meter = Meter::start(&ctx.common.server_pids, &workers);
     let mut best: Option<Step> = None;
-    // Messages per long-poll answer at the best step.
-    let mut best_batch = 0.0;
+    // Messages per long-poll answer and publish p99 at the best step.
+    let (mut best_batch, mut best_publish_p99) = (0.0, 0.0);
+    // Server CPU per message at the reference rate, when that step delivered every message.
+    let mut at_ref = None;
     let (mut other_s, mut measured_s) = (0.0, 0.0);
     // Connections the server closed under a poll (re-opened, the poll re-sent): not errors.
     let mut reconnects = connect_stats.reconnects;
@@ -101,9 +110,13 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
         reconnects += stats.reconnects;
         let within =
             s.latency.p99_ms <= args.p99_bound_ms && anomalies == 0 && s.achieved_rate >= 0.9 * rate && s.delivered > 0;
+        if rate == args.ref_rate && anomalies == 0 && s.delivered > 0 {
+            at_ref = Some(s.server_cpu_us_per_delivery);
+        }
         if within && best.as_ref().is_none_or(|b| s.achieved_rate > b.achieved_rate) {
             best = Some(s.clone());
             best_batch = stats.delivered as f64 / stats.polls.max(1) as f64;
+            best_publish_p99 = stats.publish.summary().p99_ms;
         }
         result.steps.push(s);
         if !within && !args.full_sweep {
@@ -118,11 +131,16 @@ pub async fn run(args: &OneToOneArgs) -> anyhow::Result<RunResult> {
         result.set("poll_reconnects", (reconnects + final_stats.reconnects) as f64);
     }
     result.set_other_load(other_s, measured_s);
+    if let Some(cpu) = at_ref.filter(|_| !ctx.common.server_pids.is_empty()) {
+        result.set("ref_rate", args.ref_rate);
+        result.set("server_cpu_us_per_delivery_at_ref", cpu);
+    }
     match &best {
         Some(b) => {
             result.set("max_rate_under_bound", b.achieved_rate);
             result.set("latency_p99_ms_at_max", b.latency.p99_ms);
             result.set("latency_p50_ms_at_max", b.latency.p50_ms);
+            result.set("publish_p99_ms_at_max", best_publish_p99);
             if !ctx.common.server_pids.is_empty() {
                 result.set("server_cpu_us_per_delivery_at_max", b.server_cpu_us_per_delivery);
             }

@@ -43,6 +43,8 @@ pub struct ResponseHead {
     pub last_modified: Option<String>,
     /// `Etag`, as sent.
     pub etag: Option<String>,
+    /// `Sec-WebSocket-Accept`, as sent (a WebSocket handshake's `101`).
+    pub ws_accept: Option<String>,
     /// Length of the head, including the blank line.
     pub len: usize,
 }
@@ -64,6 +66,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
         boundary: None,
         last_modified: None,
         etag: None,
+        ws_accept: None,
         len,
     };
     for h in resp.headers.iter() {
@@ -74,6 +77,10 @@ pub fn parse(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
         }
         if h.name.eq_ignore_ascii_case("etag") {
             head.etag = Some(String::from_utf8_lossy(h.value).into_owned());
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("sec-websocket-accept") {
+            head.ws_accept = Some(String::from_utf8_lossy(h.value).trim().to_owned());
             continue;
         }
         let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
@@ -152,6 +159,16 @@ Last-Modified: Thu, 03 Dec 2026 06:51:41 GMT\r\nEtag: 2\r\n\r\n";
             boundary("multipart/mixed; charset=x; boundary=\"q r\"").as_deref(),
             Some("q r")
         );
+    }
+
+    #[test]
+    fn websocket_upgrade_keeps_the_accept_value() {
+        let raw = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x00";
+        let head = parse(raw).expect("valid").expect("complete");
+        assert_eq!(head.status, 101);
+        assert_eq!(head.ws_accept.as_deref(), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert_eq!(&raw[head.len..], b"\x81\x00");
     }
 
     #[test]

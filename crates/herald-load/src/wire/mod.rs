@@ -1,5 +1,5 @@
-//! Byte-level HTTP/1.1, SSE and multipart handling shared by the subscriber, poller and publisher
-//! clients.
+//! Byte-level HTTP/1.1, SSE, multipart and WebSocket handling shared by the subscriber, poller,
+//! WebSocket and publisher clients.
 //!
 //! The load tool holds thousands of streams at once, so these parsers are written to work on
 //! borrowed buffers with no per-event allocation, and to be fed whatever a TCP read returned:
@@ -10,3 +10,4 @@ pub mod head;
 pub mod multipart;
 pub mod response;
 pub mod sse;
+pub mod ws;

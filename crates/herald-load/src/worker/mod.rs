@@ -14,6 +14,7 @@ mod neurow;
 mod rate;
 mod subscriptions;
 mod tickets;
+mod websocket;
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -25,10 +26,11 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Notify;
 
-use crate::publish::Publisher;
+use crate::publish::{PublishError, Publisher};
 use crate::stats::Stats;
-use crate::target::Target;
-use protocol::{Command, Plan, Reply};
+use crate::target::{PublishVia, Target};
+use crate::ws_publish::WsPublisher;
+use protocol::{Command, Plan, Reply, TopicLayout};
 
 /// How often a worker reports its delivery count while it changes.
 const PROGRESS_EVERY: Duration = Duration::from_millis(5);
@@ -62,6 +64,8 @@ pub(crate) struct Worker {
     stats: Mutex<Stats>,
     slots: Vec<Slot>,
     publisher: Publisher,
+    /// `--publish-via ws`: publishes go over Herald's WebSocket instead of `publisher`.
+    ws_publisher: Option<WsPublisher>,
     /// Message events received, for progress reports.
     delivered: AtomicU64,
     /// Subscriptions opened, for progress reports.
@@ -102,18 +106,50 @@ impl Worker {
         } else {
             publisher
         };
+        let ws_publisher = (target.publish_via == PublishVia::Ws).then(|| {
+            // The token may publish to this run's topics and no others.
+            let grant = match &plan.topics {
+                TopicLayout::Shared(sub) => sub.clone(),
+                TopicLayout::PerSubscriber(prefix) => format!("{prefix}*"),
+            };
+            WsPublisher::new(
+                target.clone(),
+                plan.ws_publish_connections,
+                Duration::from_millis(plan.publish_timeout_ms),
+                vec![grant],
+            )
+        });
         Self {
             plan,
             target,
             stats: Mutex::new(Stats::default()),
             slots,
             publisher,
+            ws_publisher,
             delivered: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             attempts_done: AtomicU64::new(0),
             attempt_notify: Notify::new(),
             lost_reported: AtomicU64::new(0),
         }
+    }
+
+    /// Publishes one message to `sub`'s topic, over HTTP or Herald's WebSocket as the plan says.
+    async fn publish(&self, sub: &str, make_payload: impl FnOnce() -> String) -> Result<Duration, PublishError> {
+        match &self.ws_publisher {
+            Some(ws) => ws.publish(sub, make_payload).await,
+            None => self.publisher.publish(sub, make_payload).await,
+        }
+    }
+
+    /// Most publishes the rate scheduler keeps in flight: four per HTTP connection, or 64 per
+    /// WebSocket (whose commands are pipelined).
+    fn max_outstanding(&self) -> u64 {
+        let per = match self.ws_publisher {
+            Some(_) => self.plan.ws_publish_connections as u64 * 64,
+            None => self.plan.publish_connections as u64 * 4,
+        };
+        per.max(16)
     }
 
     /// The statistics; never held across an await.

@@ -76,6 +76,9 @@ pub struct Plan {
     pub publish_connections: usize,
     /// Limit on one publish, milliseconds.
     pub publish_timeout_ms: u64,
+    /// WebSocket publisher connections of this worker (`--publish-via ws`).
+    #[serde(default)]
+    pub ws_publish_connections: usize,
     /// Minimum payload size, bytes.
     pub payload_size: usize,
     /// The worker exits by itself after this long, whatever happens.

@@ -4,7 +4,8 @@
 //! publishes in flight, so the server receives each topic's messages in sequence order and any
 //! reordering seen by the subscriber is the server's. If the server cannot keep up, the number of
 //! outstanding publishes is capped and the achieved rate falls below the target instead of the
-//! tool queueing without bound; the coordinator reports the achieved rate.
+//! tool queueing without bound; the coordinator reports the achieved rate. Publishes go over HTTP,
+//! or over Herald's WebSocket with `--publish-via ws` ([`crate::ws_publish`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,7 @@ pub(super) async fn run(worker: &Arc<Worker>, rate: f64, duration: Duration) {
         return;
     }
     let outstanding = Arc::new(AtomicU64::new(0));
-    let max_outstanding = (worker.plan.publish_connections as u64 * 4).max(16);
+    let max_outstanding = worker.max_outstanding();
     let started = Instant::now();
     let mut sent: u64 = 0;
     let mut next = 0usize;
@@ -72,7 +73,6 @@ async fn publish_one(worker: Arc<Worker>, index: usize, outstanding: Arc<AtomicU
     let seq = slot.next_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let size = worker.plan.payload_size;
     let result = worker
-        .publisher
         .publish(&slot.sub, || payload::encode(payload::now_us(), seq, "o", size))
         .await;
     {

@@ -1,5 +1,5 @@
 //! Holding a worker's subscriptions: open, follow, check, and (optionally) resume. Long-polling
-//! subscribers are held by [`longpoll`] instead.
+//! subscribers are held by [`longpoll`] instead, WebSocket ones by [`websocket`].
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::{Slot, Worker, longpoll};
+use super::{Slot, Worker, longpoll, websocket};
 use crate::payload;
 use crate::subscriber::{OpenError, ReadStep, SseStream, StreamEnd, SubState};
 use crate::target::Transport;
@@ -23,6 +23,7 @@ pub(super) async fn connect_all(worker: &Arc<Worker>, concurrency: usize) {
         match worker.target.transport {
             Transport::Sse => tokio::spawn(hold(worker.clone(), index, permits.clone())),
             Transport::Longpoll => tokio::spawn(longpoll::hold(worker.clone(), index, permits.clone())),
+            Transport::Ws => tokio::spawn(websocket::hold(worker.clone(), index, permits.clone())),
         };
     }
     loop {
