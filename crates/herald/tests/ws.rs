@@ -514,7 +514,7 @@ fn a_resume_a_cluster_node_cannot_read_for_too_long_closes_4503() {
 
 #[test]
 fn a_browser_authenticates_with_a_ticket_or_the_token_cookie() {
-    let herald = Herald::start();
+    let herald = Herald::start_with(&[("PUBLIC_API_ALLOWED_ORIGINS", "https://app\\.example")]);
     let t = token(json!({"topics": ["a"]}));
     let minted = common::request(
         herald.public,
@@ -544,7 +544,21 @@ fn a_browser_authenticates_with_a_ticket_or_the_token_cookie() {
     request
         .headers_mut()
         .insert("cookie", format!("herald_token={t}").parse().unwrap());
+    request
+        .headers_mut()
+        .insert("origin", "https://app.example".parse().unwrap());
     let (mut cookie_ws, _) = tungstenite::client(request, stream).unwrap();
+    // The cookie from another site's page, or with no Origin, is refused: WebSockets have no CORS.
+    for origin in ["origin: https://evil.example\r\n", ""] {
+        let r = common::request(
+            herald.public,
+            &format!(
+                "GET /v2/ws?topic=a HTTP/1.1\r\nhost: x\r\n{origin}cookie: herald_token={t}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+            ),
+        );
+        assert_eq!(r.status, 403, "{origin:?}: {}", r.text());
+        assert!(r.text().contains("origin_not_allowed"), "{}", r.text());
+    }
     assert_eq!(next(&mut cookie_ws)["op"], "ack");
     publish(&herald, "a", "both");
     assert_eq!(next(&mut ws)["payload"], "both");

@@ -88,6 +88,17 @@ impl PublicApi {
             || query.access_token.is_some()
             || query.ticket.is_some()
             || cookie(&head.cookie, &self.v2.token_cookie).is_some();
+        // A WebSocket is not subject to CORS: any page may open one, with the browser's cookies.
+        // Authenticated by the cookie alone, it must come from an allowed origin, or a foreign
+        // page could read the user's messages (cross-site WebSocket hijacking).
+        let by_cookie_only = head.authorization.is_empty() && query.access_token.is_none() && query.ticket.is_none();
+        if has_token && by_cookie_only && self.credentialed_origin(head).is_none() {
+            return Err(V2Error::Refused(refusal(
+                403,
+                "origin_not_allowed",
+                "a WebSocket authenticated by the token cookie must come from an origin in PUBLIC_API_ALLOWED_ORIGINS",
+            )));
+        }
         let principal = match has_token {
             true => Some(self.v2_principal(head, &query, now_s).await?),
             false => None,
