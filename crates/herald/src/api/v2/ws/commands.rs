@@ -72,19 +72,36 @@ pub(super) fn push_text(out: &mut Vec<u8>, json: &[u8]) {
     out.extend_from_slice(json);
 }
 
+/// `{"op":"<op>","id":<id>` and then the fields of `rest` (a JSON object), `}`: `op` and `id` come
+/// first, as docs/api.md writes every frame (a `json!` object would sort its keys).
+fn frame_json(op: &str, id: Option<u64>, rest: serde_json::Value) -> String {
+    let id = id.map_or_else(|| "null".to_owned(), |id| id.to_string());
+    let mut json = format!("{{\"op\":\"{op}\",\"id\":{id}");
+    if let serde_json::Value::Object(fields) = rest
+        && !fields.is_empty()
+    {
+        let fields = serde_json::Value::Object(fields).to_string();
+        json.push(',');
+        json.push_str(&fields[1..fields.len() - 1]);
+    }
+    json.push('}');
+    json
+}
+
 /// Appends `{"op":"error","id":…,"code":…,"message":…}`.
 pub(super) fn push_error(out: &mut Vec<u8>, id: Option<u64>, code: &str, message: &str) {
-    let json = serde_json::json!({"op": "error", "id": id, "code": code, "message": message});
-    push_text(out, json.to_string().as_bytes());
+    let json = frame_json("error", id, serde_json::json!({"code": code, "message": message}));
+    push_text(out, json.as_bytes());
 }
 
 /// Appends an `ack` of command `id` with the extra fields of `fields` (a JSON object).
 pub(super) fn push_ack(out: &mut Vec<u8>, id: Option<u64>, fields: serde_json::Value) {
-    let mut json = serde_json::json!({"op": "ack", "id": id});
-    if let (Some(ack), serde_json::Value::Object(extra)) = (json.as_object_mut(), fields) {
-        ack.extend(extra);
-    }
-    push_text(out, json.to_string().as_bytes());
+    push_text(out, frame_json("ack", id, fields).as_bytes());
+}
+
+/// Appends `{"op":"pong","id":…}`.
+pub(super) fn push_pong(out: &mut Vec<u8>, id: Option<u64>) {
+    push_text(out, frame_json("pong", id, serde_json::json!({})).as_bytes());
 }
 
 /// Appends `{"op":"gap","topics":[…]}`.
@@ -131,6 +148,23 @@ mod tests {
         assert_eq!((e.id, e.code), (None, "invalid_command"));
         let e = parse(r#"{"id":2}"#).unwrap_err();
         assert_eq!((e.id, e.code), (Some(2), "invalid_command"));
+    }
+
+    #[test]
+    fn answers_put_op_and_id_first() {
+        let text = |out: &[u8]| String::from_utf8(out[2..].to_vec()).unwrap();
+        let mut out = Vec::new();
+        push_ack(&mut out, Some(3), serde_json::json!({"topics": ["a"], "cursor": "c"}));
+        assert_eq!(text(&out), r#"{"op":"ack","id":3,"cursor":"c","topics":["a"]}"#);
+        let mut out = Vec::new();
+        push_error(&mut out, None, "unknown_op", "say \"why\"");
+        assert_eq!(
+            text(&out),
+            r#"{"op":"error","id":null,"code":"unknown_op","message":"say \"why\""}"#
+        );
+        let mut out = Vec::new();
+        push_pong(&mut out, Some(1));
+        assert_eq!(text(&out), r#"{"op":"pong","id":1}"#);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::transport::sse::stream::HeldConnection;
 use crate::transport::ws::frame::close;
 use crate::transport::ws::handshake::{self, HandshakeError};
 use crate::transport::ws::session::{self, Close, Handler, Limits, SessionEnd};
-use commands::{Command, push_ack, push_error, push_gap, push_msg, push_text};
+use commands::{Command, push_ack, push_error, push_gap, push_msg, push_pong, push_text};
 
 /// How long a connection that opened without a token has to send its `auth` command.
 const AUTH_WITHIN_MS: u64 = 5_000;
@@ -550,7 +550,7 @@ impl Handler for Socket {
                 payload,
             } => self.publish(id, topic, event, payload, out).await,
             Command::Auth { id, token } => return self.auth_command(id, token, out),
-            Command::Ping { id } => push_text(out, json!({"op": "pong", "id": id}).to_string().as_bytes()),
+            Command::Ping { id } => push_pong(out, id),
         }
         Ok(())
     }
