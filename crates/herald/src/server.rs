@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::api::internal::{self, InternalState};
 use crate::api::v2::V2Settings;
+use crate::auth::revocation::Revocations;
 use crate::auth::{CachingVerifier, Verifier};
 use crate::backplane::{self, Backplane, RedisBackplane};
 use crate::clock::Clock;
@@ -167,13 +168,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         Backplane::Redis(redis) => redis.node_name().to_owned(),
     };
 
+    // One set for both APIs; a revocation without an end outlasts any token either accepts now.
+    let revocations = Arc::new(Revocations::new(
+        config
+            .public_api
+            .jwt_max_lifetime_s
+            .max(config.internal_api.jwt_max_lifetime_s),
+    ));
     let node = Arc::new(Node {
         hub: hub.clone(),
         liveness: liveness.clone(),
         backplane,
         outbox_capacity: config.outbox_capacity,
         tickets: Default::default(),
+        revocations: revocations.clone(),
     });
+    let revocation_sync = match &node.backplane {
+        Backplane::Local => None,
+        Backplane::Redis(redis) => {
+            let seen = crate::node::load_revocations(&node, redis).await;
+            Some(tokio::spawn(crate::node::sync_revocations(
+                node.clone(),
+                redis.clone(),
+                metrics.clone(),
+                seen,
+                stop_rx.clone(),
+            )))
+        }
+    };
     let public = Arc::new(PublicApi::new(
         PublicSettings {
             subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
@@ -203,16 +225,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
                 token_cookie: config.public_api.token_cookie.clone(),
             },
         },
-        Verifier::new(config.auth.public.clone(), config.public_api.jwt_max_lifetime_s),
+        Verifier::with_revocations(
+            config.auth.public.clone(),
+            config.public_api.jwt_max_lifetime_s,
+            revocations.clone(),
+        ),
         node.clone(),
         metrics.clone(),
     ));
     let internal_state = Arc::new(InternalState {
         public: public.clone(),
         node,
-        verifier: CachingVerifier::new(Verifier::new(
+        verifier: CachingVerifier::new(Verifier::with_revocations(
             config.auth.internal.clone(),
             config.internal_api.jwt_max_lifetime_s,
+            revocations,
         )),
         metrics: metrics.clone(),
         verbose_errors: config.auth.verbose_errors,
@@ -276,6 +303,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let _ = internal_stop_tx.send(true);
     let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), internal_task).await;
     timers.abort();
+    if let Some(sync) = revocation_sync {
+        sync.abort();
+    }
     if let Some(heartbeat) = heartbeat {
         // It leaves the node list (bounded by the command timeout) once the stop flag is set.
         let _ = tokio::time::timeout(backplane::COMMAND_TIMEOUT * 2, heartbeat).await;

@@ -110,7 +110,7 @@ mod tests {
         (0..n)
             .map(|_| {
                 let o = Arc::new(Outbox::new(8, 0, u64::MAX));
-                liveness.register(o.clone());
+                liveness.register(o.clone(), crate::auth::revocation::Identity::NONE);
                 o
             })
             .collect()
@@ -153,7 +153,12 @@ mod tests {
     async fn the_telling_ends_when_the_streams_leave_before_their_turn() {
         let liveness = Liveness::default();
         let keys: Vec<_> = (0..10)
-            .map(|_| liveness.register(Arc::new(Outbox::new(8, 0, u64::MAX))))
+            .map(|_| {
+                liveness.register(
+                    Arc::new(Outbox::new(8, 0, u64::MAX)),
+                    crate::auth::revocation::Identity::NONE,
+                )
+            })
             .collect();
         let started = Instant::now();
         let telling = tell_streams_to_reconnect(&liveness, Duration::from_secs(60));

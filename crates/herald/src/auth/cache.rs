@@ -30,12 +30,21 @@ impl CachingVerifier {
         }
     }
 
+    /// The API's issuers and audience.
+    pub fn config(&self) -> &super::keys::AuthConfig {
+        self.verifier.config()
+    }
+
     /// Same verdicts as [`Verifier::verify`]; the principal is shared, so a cache hit allocates
     /// nothing.
     pub fn verify(&self, token: &str, now_s: i64) -> Result<Arc<Principal>, AuthError> {
         let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(principal) = accepted.get(token) {
             if principal.expires_at_s > now_s {
+                // Revocations come after the token entered the cache: asked every time.
+                if self.verifier.revocations().refuses(principal, now_s) {
+                    return Err(AuthError::TokenRevoked);
+                }
                 return Ok(principal.clone());
             }
             accepted.remove(token);
@@ -73,6 +82,30 @@ mod tests {
         assert!(cache.verify(&token, 100).is_ok());
         assert!(cache.verify(&token, 109).is_ok());
         assert_eq!(cache.verify(&token, 110), Err(AuthError::TokenExpired));
+    }
+
+    #[test]
+    fn cached_tokens_can_still_be_revoked() {
+        use crate::auth::revocation::{RevocationKind, RevokedKey};
+        let (_, internal) = development_auth();
+        let token = TokenRequest {
+            issuer: "test_issuer1".into(),
+            subject: Some("backend".into()),
+            lifetime_s: 10,
+            ..Default::default()
+        }
+        .sign(&internal, 100)
+        .unwrap();
+        let cache = CachingVerifier::new(Verifier::new(internal, 1500));
+        assert!(cache.verify(&token, 100).is_ok());
+        let key = RevokedKey {
+            kind: RevocationKind::Sub,
+            issuer: "test_issuer1".into(),
+            value: "backend".into(),
+        };
+        cache.verifier.revocations().insert(key, 105, 101).unwrap();
+        assert_eq!(cache.verify(&token, 101), Err(AuthError::TokenRevoked));
+        assert!(cache.verify(&token, 105).is_ok(), "the revocation ended");
     }
 
     #[test]

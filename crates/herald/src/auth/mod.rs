@@ -8,6 +8,7 @@ mod cache;
 pub mod grants;
 pub mod keys;
 pub mod public_keys;
+pub mod revocation;
 pub mod ticket;
 pub mod token;
 mod verify;

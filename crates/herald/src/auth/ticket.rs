@@ -42,6 +42,11 @@ pub struct TicketClaims {
     iss: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sub: Option<String>,
+    /// The token's `jti` and `sid`: a revocation of the token or its session revokes the ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
     exp: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     topics: Vec<String>,
@@ -66,6 +71,8 @@ impl TicketClaims {
         TicketClaims {
             iss: principal.issuer.to_string(),
             sub: principal.subject.clone(),
+            jti: principal.token_id.clone(),
+            sid: principal.session.clone(),
             exp: principal.expires_at_s,
             topics: patterns(&grants.read),
             publish: patterns(&grants.publish),
@@ -79,6 +86,8 @@ impl TicketClaims {
         Principal {
             issuer,
             subject: self.sub,
+            token_id: self.jti,
+            session: self.sid,
             expires_at_s: self.exp,
             grants: Grants::from_claims(claims.as_object().expect("an object")),
         }
@@ -120,6 +129,8 @@ mod tests {
         let principal = Principal {
             issuer: "iss".into(),
             subject: Some("me".into()),
+            token_id: Some("t-1".into()),
+            session: Some("s-1".into()),
             expires_at_s: 1_900_000_000,
             grants: Ok(grants.clone()),
         };

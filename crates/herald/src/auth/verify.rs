@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::grants::{Grants, InvalidGrants};
 use super::keys::{AuthConfig, Issuer};
 use super::public_keys::algorithm;
+use super::revocation::Revocations;
 
 /// Who a verified token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,10 @@ pub struct Principal {
     pub issuer: Arc<str>,
     /// The `sub` claim when it is a string: a subscriber's topic name.
     pub subject: Option<String>,
+    /// The `jti` claim when it is a string: what a revocation of this one token names.
+    pub token_id: Option<String>,
+    /// The `sid` claim when it is a string: the session a revocation may end.
+    pub session: Option<String>,
     /// The `exp` claim, seconds since the epoch.
     pub expires_at_s: i64,
     /// What it may read and publish besides its `sub` topic; an error when a grant claim has the
@@ -58,6 +63,9 @@ pub enum AuthError {
     /// `aud` is not the API's audience.
     #[error("Unkown audience")]
     UnknownAudience,
+    /// An operator revoked the token, its subject or its session (`POST /v2/revocations`).
+    #[error("Token revoked")]
+    TokenRevoked,
 }
 
 impl AuthError {
@@ -74,6 +82,7 @@ impl AuthError {
             AuthError::TokenExpired => "token_expired",
             AuthError::MissingAudClaim => "missing_aud_claim",
             AuthError::UnknownAudience => "unknwon_audience",
+            AuthError::TokenRevoked => "token_revoked",
         }
     }
 
@@ -107,6 +116,7 @@ impl AuthError {
             AuthError::TokenExpired => "Token expired",
             AuthError::MissingAudClaim => "Missing aud claim",
             AuthError::UnknownAudience => "Unkown audience",
+            AuthError::TokenRevoked => "Token revoked",
         }
     }
 }
@@ -128,15 +138,28 @@ pub fn bearer_token<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Result<&'
 pub struct Verifier {
     config: AuthConfig,
     max_lifetime_s: i64,
+    revocations: Arc<Revocations>,
 }
 
 impl Verifier {
-    /// A verifier for an API with these issuers and this maximum token lifetime.
+    /// A verifier for an API with these issuers and this maximum token lifetime, that knows of
+    /// no revocation.
     pub fn new(config: AuthConfig, max_lifetime_s: u64) -> Self {
+        Verifier::with_revocations(config, max_lifetime_s, Arc::new(Revocations::new(max_lifetime_s)))
+    }
+
+    /// As [`Verifier::new`], refusing the tokens `revocations` names (the node's set).
+    pub fn with_revocations(config: AuthConfig, max_lifetime_s: u64, revocations: Arc<Revocations>) -> Self {
         Verifier {
             config,
             max_lifetime_s: max_lifetime_s.min(i64::MAX as u64) as i64,
+            revocations,
         }
+    }
+
+    /// The revocations it refuses.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// The API's issuers and audience.
@@ -179,12 +202,20 @@ impl Verifier {
             return Err(AuthError::UnknownAudience);
         }
 
-        Ok(Principal {
+        let string_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        let principal = Principal {
             issuer: issuer.name.clone(),
-            subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
+            subject: string_claim("sub"),
+            token_id: string_claim("jti"),
+            session: string_claim("sid"),
             expires_at_s: exp.min(i128::from(i64::MAX)) as i64,
             grants: Grants::from_claims(&claims),
-        })
+        };
+        // Last: a revoked token is otherwise a good one.
+        if self.revocations.refuses(&principal, now_s) {
+            return Err(AuthError::TokenRevoked);
+        }
+        Ok(principal)
     }
 }
 

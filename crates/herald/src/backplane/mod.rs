@@ -16,6 +16,7 @@ mod listener;
 pub mod membership;
 mod redis;
 mod resume;
+pub mod revocations;
 
 pub use self::redis::run_heartbeat;
 pub mod scripts;

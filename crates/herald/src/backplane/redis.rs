@@ -31,7 +31,7 @@ static HISTORY: LazyLock<Script> = LazyLock::new(|| Script::new(scripts::HISTORY
 /// The node's connections to the Redis servers of its cluster.
 pub struct RedisBackplane {
     /// Where commands go: independent servers or one Redis Cluster.
-    servers: Servers,
+    pub(super) servers: Servers,
     /// The settings, for the listeners' pub/sub connections.
     config: ClusterConfig,
     /// One listener per independent server, or one for a Redis Cluster: topics whose local

@@ -729,6 +729,7 @@ mod size_tests {
             backplane: crate::backplane::Backplane::Local,
             outbox_capacity: 16,
             tickets: Default::default(),
+            revocations: Arc::new(crate::auth::revocation::Revocations::new(120)),
         });
         let api = Arc::new(PublicApi::new(
             PublicSettings {

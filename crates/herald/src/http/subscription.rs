@@ -8,6 +8,7 @@ use std::sync::Arc;
 use prometheus::IntCounter;
 
 use super::PublicApi;
+use crate::auth::revocation::Identity;
 use crate::hub::outbox::{Delivery, Outbox};
 use crate::model::{ResumeFrom, Topic};
 use crate::node::{Connection, Opened};
@@ -25,6 +26,8 @@ pub(crate) struct SubscribeRequest {
     pub(crate) topics: Vec<(Topic, ResumeFrom)>,
     pub(crate) issuer: Arc<str>,
     pub(crate) expires_ms: u64,
+    /// The token's revocation keys.
+    pub(crate) identity: Identity,
     /// Which face's stream it is.
     pub(crate) kind: StreamKind,
 }
@@ -81,7 +84,7 @@ impl Subscription {
             replay,
             heads,
             gaps,
-        } = Connection::open(&api.node, request.topics, request.expires_ms);
+        } = Connection::open(&api.node, request.topics, request.expires_ms, request.identity);
         let (format, origin) = match request.kind {
             StreamKind::Neurow => (EventFormat::Neurow, None),
             StreamKind::Herald(herald) => {

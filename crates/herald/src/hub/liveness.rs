@@ -1,5 +1,7 @@
 //! Liveness: one shared timer for the keep-alives, inactivity timeouts and token expiries of
-//! every open stream, and the list shutdown walks to tell every stream to reconnect.
+//! every open stream, and the list shutdown walks to tell every stream to reconnect — and a
+//! revocation walks to end the streams of a revoked token (each entry carries its token's
+//! revocation [`Identity`]).
 //!
 //! A timer per connection costs memory and a wake-up per connection; instead one sweep walks all
 //! streams in shards every tick and acts only on those due (Pushpin's `keep_alives_task`, in a
@@ -11,6 +13,7 @@ use std::time::Duration;
 use slab::Slab;
 
 use super::outbox::{CloseReason, Outbox};
+use crate::auth::revocation::Identity;
 
 const SHARDS: usize = 16;
 
@@ -34,7 +37,13 @@ impl LivenessRules {
 
 /// Every open stream's outbox.
 pub struct Liveness {
-    shards: Box<[Mutex<Slab<Arc<Outbox>>>]>,
+    shards: Box<[Mutex<Slab<Entry>>]>,
+}
+
+/// One stream: its outbox, and the revocation keys of its token.
+struct Entry {
+    outbox: Arc<Outbox>,
+    identity: Identity,
 }
 
 /// A stream's place in [`Liveness`].
@@ -64,19 +73,43 @@ impl Default for Liveness {
 }
 
 impl Liveness {
-    fn lock(&self, shard: usize) -> MutexGuard<'_, Slab<Arc<Outbox>>> {
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Slab<Entry>> {
         self.shards[shard].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a stream.
-    pub fn register(&self, outbox: Arc<Outbox>) -> LivenessKey {
+    /// Registers a stream whose token has `identity`.
+    pub fn register(&self, outbox: Arc<Outbox>, identity: Identity) -> LivenessKey {
         // Spread by the outbox's address: cheap and well distributed.
         let shard = (Arc::as_ptr(&outbox) as usize >> 7) % SHARDS;
-        let slot = self.lock(shard).insert(outbox);
+        let slot = self.lock(shard).insert(Entry { outbox, identity });
         LivenessKey {
             shard: shard as u32,
             slot: slot as u32,
         }
+    }
+
+    /// A stream authenticated again (a WebSocket's `auth`): its new token's keys.
+    pub fn set_identity(&self, key: LivenessKey, identity: Identity) {
+        if let Some(entry) = self.lock(key.shard as usize).get_mut(key.slot as usize) {
+            entry.identity = identity;
+        }
+    }
+
+    /// Ends, as revoked, every stream whose token has one of `hashes`; returns how many.
+    pub fn close_revoked(&self, hashes: &[u64]) -> usize {
+        if hashes.is_empty() {
+            return 0;
+        }
+        let mut closed = 0;
+        for shard in 0..SHARDS {
+            for (_, entry) in self.lock(shard).iter() {
+                if entry.identity.matches(hashes) && entry.outbox.closing().is_none() {
+                    entry.outbox.close(CloseReason::CredentialsRevoked);
+                    closed += 1;
+                }
+            }
+        }
+        closed
     }
 
     /// Forgets a stream.
@@ -96,8 +129,8 @@ impl Liveness {
     /// `/process_stats`: ≈50 ns a stream).
     pub fn for_each_outbox(&self, mut f: impl FnMut(&Outbox)) {
         for s in 0..SHARDS {
-            for (_, outbox) in self.lock(s).iter() {
-                f(outbox);
+            for (_, entry) in self.lock(s).iter() {
+                f(&entry.outbox);
             }
         }
     }
@@ -112,7 +145,7 @@ impl Liveness {
         let mut report = SweepReport::default();
         for shard in 0..SHARDS {
             let streams = self.lock(shard);
-            for (_, outbox) in streams.iter() {
+            for (_, Entry { outbox, .. }) in streams.iter() {
                 // Timeout first, as Neurow; then expiry, which outranks a ping. A connection with
                 // its own keep-alive (a WebSocket) has no inactivity timeout.
                 let own = outbox.own_keepalive_ms();
@@ -138,7 +171,7 @@ impl Liveness {
         let mut told = 0;
         for shard in 0..SHARDS {
             let streams = self.lock(shard);
-            for (_, outbox) in streams.iter() {
+            for (_, Entry { outbox, .. }) in streams.iter() {
                 if told == limit {
                     return told;
                 }
@@ -165,7 +198,7 @@ mod tests {
     fn pings_after_silence_and_times_out_without_messages() {
         let l = Liveness::default();
         let o = Arc::new(Outbox::new(8, 0, u64::MAX));
-        l.register(o.clone());
+        l.register(o.clone(), Identity::NONE);
         assert_eq!(l.sweep(100, RULES), SweepReport::default());
         assert_eq!(l.sweep(101, RULES).pings, 1);
         assert!(o.ping_pending());
@@ -177,7 +210,7 @@ mod tests {
     fn a_message_resets_both_clocks() {
         let l = Liveness::default();
         let o = Arc::new(Outbox::new(8, 0, u64::MAX));
-        l.register(o.clone());
+        l.register(o.clone(), Identity::NONE);
         o.push_message(
             super::super::outbox::Delivery {
                 index: 0,
@@ -200,7 +233,7 @@ mod tests {
     fn expired_tokens_end_the_stream() {
         let l = Liveness::default();
         let o = Arc::new(Outbox::new(8, 0, 500));
-        let key = l.register(o.clone());
+        let key = l.register(o.clone(), Identity::NONE);
         assert_eq!(l.sweep(501, RULES).expired, 1);
         assert_eq!(o.closing(), Some(CloseReason::CredentialsExpired));
         l.unregister(key);
@@ -208,11 +241,48 @@ mod tests {
     }
 
     #[test]
+    fn a_revocation_ends_the_streams_of_its_tokens_only() {
+        use crate::auth::Principal;
+        use crate::auth::revocation::{RevocationKind, Revocations, RevokedKey};
+        let revocations = Revocations::new(120);
+        let principal = |sub: &str| Principal {
+            issuer: "iss".into(),
+            subject: Some(sub.into()),
+            token_id: None,
+            session: None,
+            expires_at_s: 1_000,
+            grants: Ok(Default::default()),
+        };
+        let l = Liveness::default();
+        let (alice, bob, late) = (
+            Arc::new(Outbox::new(8, 0, u64::MAX)),
+            Arc::new(Outbox::new(8, 0, u64::MAX)),
+            Arc::new(Outbox::new(8, 0, u64::MAX)),
+        );
+        l.register(alice.clone(), revocations.identity(&principal("alice")));
+        l.register(bob.clone(), revocations.identity(&principal("bob")));
+        let late_key = l.register(late.clone(), Identity::NONE);
+        let key = RevokedKey {
+            kind: RevocationKind::Sub,
+            issuer: "iss".into(),
+            value: "alice".into(),
+        };
+        let hash = revocations.insert(key, 500, 100).unwrap();
+        assert_eq!(l.close_revoked(&[hash]), 1);
+        assert_eq!(alice.closing(), Some(CloseReason::CredentialsRevoked));
+        assert_eq!(bob.closing(), None);
+        // A stream that authenticates as alice later is found too.
+        l.set_identity(late_key, revocations.identity(&principal("alice")));
+        assert_eq!(l.close_revoked(&[hash]), 1);
+        assert_eq!(l.close_revoked(&[hash]), 0, "each once");
+    }
+
+    #[test]
     fn close_some_tells_each_stream_once() {
         let l = Liveness::default();
         let outboxes: Vec<_> = (0..5).map(|_| Arc::new(Outbox::new(8, 0, u64::MAX))).collect();
         for o in &outboxes {
-            l.register(o.clone());
+            l.register(o.clone(), Identity::NONE);
         }
         assert_eq!(l.close_some(CloseReason::Shutdown, 3), 3);
         assert_eq!(l.close_some(CloseReason::Shutdown, 3), 2);

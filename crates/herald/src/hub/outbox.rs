@@ -46,6 +46,9 @@ pub enum CloseReason {
     BackplaneUnavailable,
     /// The token's `exp` passed: `credentials_expired`.
     CredentialsExpired,
+    /// An operator revoked the token, its subject or its session: `credentials_revoked` (and the
+    /// same token is refused if it comes back).
+    CredentialsRevoked,
 }
 
 impl CloseReason {
@@ -56,6 +59,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Timeout => "timeout",
             CloseReason::CredentialsExpired => "credentials_expired",
+            CloseReason::CredentialsRevoked => "credentials_revoked",
             CloseReason::BackplaneUnavailable => "backplane_unavailable",
         }
     }

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use super::Node;
+use crate::auth::revocation::Identity;
 use crate::backplane::Backplane;
 use crate::hub::SubscriptionKey;
 use crate::hub::liveness::LivenessKey;
-use crate::hub::outbox::{Delivery, Outbox};
+use crate::hub::outbox::{CloseReason, Delivery, Outbox};
 use crate::model::{EventId, ResumeFrom, Topic};
 
 /// An open connection; dropping it unsubscribes every topic.
@@ -55,11 +56,13 @@ pub struct Added {
 
 impl Connection {
     /// Subscribes one connection to `topics`, each from its resume point. The connection's token
-    /// expires at `expires_ms`. At most `u16::MAX + 1` topics (faces allow far fewer).
-    pub fn open(node: &Arc<Node>, topics: Vec<(Topic, ResumeFrom)>, expires_ms: u64) -> Opened {
+    /// expires at `expires_ms` and has the revocation keys `identity`. At most `u16::MAX + 1`
+    /// topics (faces allow far fewer).
+    pub fn open(node: &Arc<Node>, topics: Vec<(Topic, ResumeFrom)>, expires_ms: u64, identity: Identity) -> Opened {
         let now_ms = node.hub.clock().now_ms();
         let outbox = Arc::new(Outbox::new(node.outbox_capacity, now_ms, expires_ms));
-        let liveness_key = node.liveness.register(outbox.clone());
+        let liveness_key = node.liveness.register(outbox.clone(), identity);
+        close_if_revoked(node, &outbox, &identity, now_ms);
         let mut connection = Connection {
             node: node.clone(),
             outbox,
@@ -143,6 +146,14 @@ impl Connection {
         }
     }
 
+    /// The connection authenticated again (a WebSocket's `auth`): its new token's revocation
+    /// keys, and when it expires.
+    pub fn reauthenticated(&self, identity: Identity, expires_ms: u64) {
+        self.outbox.set_expires_ms(expires_ms);
+        self.node.liveness.set_identity(self.liveness_key, identity);
+        close_if_revoked(&self.node, &self.outbox, &identity, self.node.hub.clock().now_ms());
+    }
+
     /// The connection's outbox.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
@@ -165,6 +176,15 @@ impl Connection {
     /// How many topics it holds.
     pub fn topics(&self) -> usize {
         self.subscriptions.iter().flatten().count()
+    }
+}
+
+/// Ends a connection that has just entered the liveness list if a revocation of its token
+/// raced its verification: the revocation was recorded before its walk over the list, so either
+/// the walk finds the connection or this finds the revocation.
+fn close_if_revoked(node: &Node, outbox: &Outbox, identity: &Identity, now_ms: u64) {
+    if node.revocations.refuses_identity(identity, (now_ms / 1000) as i64) {
+        outbox.close(CloseReason::CredentialsRevoked);
     }
 }
 

@@ -3,14 +3,17 @@
 //! Redis. Faces never branch on the backplane; this module does, once.
 
 mod connection;
+mod revocations;
 mod tickets;
 
 pub use connection::{Added, Connection, Opened};
+pub use revocations::{RevokeFailure, load_revocations, sync_revocations};
 pub use tickets::LocalTickets;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::auth::revocation::Revocations;
 use crate::backplane::{Backplane, BackplaneError, replay_order};
 use crate::hub::Hub;
 use crate::hub::liveness::Liveness;
@@ -28,6 +31,8 @@ pub struct Node {
     pub outbox_capacity: usize,
     /// Tickets waiting to be redeemed, when the node works alone (a cluster keeps them in Redis).
     pub tickets: LocalTickets,
+    /// The revocations in force (a copy of the cluster's, on a cluster node).
+    pub revocations: Arc<Revocations>,
 }
 
 impl Node {

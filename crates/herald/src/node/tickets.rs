@@ -72,6 +72,8 @@ mod tests {
         let principal = Principal {
             issuer: "iss".into(),
             subject: Some("me".into()),
+            token_id: None,
+            session: None,
             expires_at_s: 2_000_000_000,
             grants: Ok(Grants::default()),
         };

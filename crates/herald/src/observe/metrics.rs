@@ -114,6 +114,9 @@ pub struct Metrics {
     backplane_resumes_waiting: IntGauge,
     backplane_resumes_abandoned: IntCounter,
     cluster_nodes: IntGauge,
+    revocations_active: IntGauge,
+    revocations: IntCounterVec,
+    connections_revoked: IntCounter,
     /// `message{kind="published"}` per configured issuer, looked up without hashing the labels.
     published_by_issuer: HashMap<Box<str>, IntCounter>,
     /// `http_request_count` of the usual statuses, per interface, found without formatting.
@@ -208,6 +211,22 @@ impl Metrics {
                 "herald_history_trimmed_messages_total",
                 "Messages removed from history, by reason (expired, topic_cap, byte_cap)",
                 &["reason"],
+            ),
+            revocations_active: gauge(
+                &r,
+                "herald_revocations_active",
+                "Revocations in force on this node (its copy of the cluster's)",
+            ),
+            revocations: counter_vec(
+                &r,
+                "herald_revocations_total",
+                "Revocations recorded through this node's internal API, by kind (jti, sub, sid)",
+                &["kind"],
+            ),
+            connections_revoked: counter(
+                &r,
+                "herald_connections_revoked_total",
+                "Live connections ended because a revocation matched their token",
             ),
             outbox_overflows: counter(
                 &r,
@@ -386,6 +405,9 @@ impl Metrics {
         for reason in PUBLISH_REJECTION_REASONS {
             m.publish_rejected.with_label_values(&[reason]);
         }
+        for kind in ["jti", "sub", "sid"] {
+            m.revocations.with_label_values(&[kind]);
+        }
         for code in REQUEST_REFUSAL_CODES {
             m.requests_refused.with_label_values(&[code]);
         }
@@ -394,6 +416,7 @@ impl Metrics {
             "shutdown",
             "timeout",
             "credentials_expired",
+            "credentials_revoked",
             "backplane_unavailable",
             "client_gone",
         ] {
@@ -500,6 +523,21 @@ impl Metrics {
     /// A publish request was refused by a limit, one of [`PUBLISH_REJECTION_REASONS`].
     pub fn publish_rejected(&self, reason: &'static str) {
         self.publish_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// A revocation of `kind` (`jti`, `sub`, `sid`) was recorded here.
+    pub fn revocation_recorded(&self, kind: &str) {
+        self.revocations.with_label_values(&[kind]).inc();
+    }
+
+    /// `n` live connections ended because a revocation matched them.
+    pub fn connections_revoked(&self, n: usize) {
+        self.connections_revoked.inc_by(n as u64);
+    }
+
+    /// How many revocations are in force.
+    pub fn set_revocations_active(&self, n: usize) {
+        self.revocations_active.set(n as i64);
     }
 
     /// Marks the node as shutting down.

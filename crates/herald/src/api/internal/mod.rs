@@ -8,6 +8,7 @@
 mod process_stats;
 pub mod publish;
 mod publish_route;
+mod revocations;
 mod serve;
 
 pub use serve::serve;
@@ -75,6 +76,12 @@ pub fn router(state: Arc<InternalState>) -> Router {
         .route("/history/{topic}", get(history))
         .route("/metrics", get(metrics))
         .route("/process_stats", get(process_stats))
+        .route(
+            "/v2/revocations",
+            get(revocations::list)
+                .post(revocations::revoke)
+                .delete(revocations::lift),
+        )
         .fallback(not_found)
         // Neurow answers an unknown method on a known path like an unknown path.
         .method_not_allowed_fallback(not_found)
@@ -228,6 +235,10 @@ async fn history(State(state): State<Arc<InternalState>>, Path(topic): Path<Stri
 }
 
 async fn metrics(State(state): State<Arc<InternalState>>) -> Response {
+    let now_s = (state.node.hub.clock().now_ms() / 1000) as i64;
+    state
+        .metrics
+        .set_revocations_active(state.node.revocations.active_count(now_s));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(

@@ -92,6 +92,7 @@ impl PublicApi {
             received,
             topics: vec![(Topic::namespaced(&principal.issuer, subject), resume)],
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
+            identity: self.node.revocations.identity(&principal),
             kind: StreamKind::Neurow,
             issuer: principal.issuer,
         })

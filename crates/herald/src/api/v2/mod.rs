@@ -252,10 +252,16 @@ impl PublicApi {
             .issuer(claims.issuer())
             .map(|i| i.name.clone())
             .ok_or_else(invalid)?;
-        if claims.expires_at_s() <= self.now_s() as i64 {
+        let now_s = self.now_s() as i64;
+        if claims.expires_at_s() <= now_s {
             return Err(invalid());
         }
-        Ok(claims.principal(issuer))
+        let principal = claims.principal(issuer);
+        // A ticket stands for its token: revoking the token, its subject or session revokes it.
+        if self.node.revocations.refuses(&principal, now_s) {
+            return Err(V2Error::Auth(AuthError::TokenRevoked));
+        }
+        Ok(principal)
     }
 
     async fn v2_request(
@@ -336,6 +342,7 @@ impl PublicApi {
             received,
             topics: resumes,
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
+            identity: self.node.revocations.identity(&principal),
             kind: StreamKind::Herald(Box::new(HeraldRequest {
                 topics: topics.into_boxed_slice(),
                 positions,

@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::auth::AuthError;
 use crate::http::PublicApi;
 use crate::http::response::{self, Reply};
 use crate::http::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
-use crate::hub::outbox::{Delivery, Taken};
+use crate::hub::outbox::{CloseReason, Delivery, Taken};
 use crate::model::cursor;
 use crate::node::{Connection, Opened};
 use crate::transport::WireFormat;
@@ -90,7 +91,7 @@ impl PublicApi {
             replay,
             heads,
             gaps,
-        } = Connection::open(&self.node, request.topics, request.expires_ms);
+        } = Connection::open(&self.node, request.topics, request.expires_ms, request.identity);
         let mut positions = positions.unwrap_or_else(|| heads.iter().map(|h| h.0).collect());
         let mut messages = replay;
         if resumed {
@@ -109,7 +110,13 @@ impl PublicApi {
         }
         // Whatever else is already queued goes in the same answer.
         take_queued(&connection, &mut messages);
+        let revoked = connection.outbox().closing() == Some(CloseReason::CredentialsRevoked);
         drop(connection);
+        if revoked {
+            // Nothing of this answer is delivered: the client's cursor does not move.
+            let (code, message) = AuthError::TokenRevoked.client_view(self.settings.verbose_errors);
+            return response::json_error(403, code, message, origin.as_deref());
+        }
         // A cluster node's gaps come as notices in the queue, a single node's with the opening.
         let mut gaps = gaps;
         messages.retain(|d| {

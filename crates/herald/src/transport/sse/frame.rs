@@ -73,6 +73,7 @@ pub fn closing_event_name(reason: CloseReason) -> &'static str {
         CloseReason::SlowConsumer | CloseReason::Shutdown | CloseReason::BackplaneUnavailable => "reconnect",
         CloseReason::Timeout => "timeout",
         CloseReason::CredentialsExpired => "credentials_expired",
+        CloseReason::CredentialsRevoked => "credentials_revoked",
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::query::{Query, check_topic};
 use super::{V2Error, bad_cursor, cookie, refusal};
 use crate::auth::grants::Grants;
+use crate::auth::revocation::Identity;
 use crate::auth::{Principal, bearer_token};
 use crate::http::PublicApi;
 use crate::http::request::Request;
@@ -119,7 +120,7 @@ impl PublicApi {
     /// Serves an upgraded connection until it ends.
     pub(crate) async fn websocket<S: HeldConnection>(self: &Arc<Self>, mut socket: S, request: Box<WsRequest>) {
         let now_ms = self.node.hub.clock().now_ms();
-        let connection = Connection::open(&self.node, Vec::new(), u64::MAX).connection;
+        let connection = Connection::open(&self.node, Vec::new(), u64::MAX, Identity::NONE).connection;
         connection.outbox().set_own_keepalive_ms(self.v2.ws.ping_interval_ms);
         let mut ws = Socket {
             api: self.clone(),
@@ -223,7 +224,8 @@ impl Socket {
     fn authenticate(&mut self, principal: Principal) {
         let grants = principal.grants.clone().unwrap_or_default();
         let expires_ms = u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000);
-        self.connection.outbox().set_expires_ms(expires_ms);
+        let identity = self.api.node.revocations.identity(&principal);
+        self.connection.reauthenticated(identity, expires_ms);
         let sent = self.api.metrics.sent_counter(&principal.issuer);
         self.auth = Some(Box::new(Auth {
             issuer: principal.issuer,
@@ -583,6 +585,9 @@ impl Handler for Socket {
             ),
             CloseReason::CredentialsExpired => {
                 Close::new(close::TOKEN_EXPIRED, "the token expired: reconnect with a new one")
+            }
+            CloseReason::CredentialsRevoked => {
+                Close::new(close::UNAUTHORIZED, "the token was revoked: do not reconnect with it")
             }
         }
     }
