@@ -133,6 +133,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     .await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let jwks_tasks = start_jwks(&config, &metrics, &stop_rx).await;
     let (backplane, heartbeat) = match &config.cluster {
         None => (Backplane::Local, None),
         Some(cluster) => {
@@ -303,6 +304,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let _ = internal_stop_tx.send(true);
     let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), internal_task).await;
     timers.abort();
+    for task in jwks_tasks {
+        task.abort();
+    }
     if let Some(sync) = revocation_sync {
         sync.abort();
     }
@@ -312,6 +316,61 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     }
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
+}
+
+/// Fetches every issuer's `jwks_url` once before the node serves (each bounded by the fetch
+/// timeout), then keeps each fresh in a task of its own. An unreachable provider does not stop
+/// the node: that issuer's tokens signed by a JWKS key are refused until a fetch succeeds.
+async fn start_jwks(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use crate::auth::jwks::fetch;
+    // The APIs share issuers (one JWT_CONFIG): each source once.
+    let mut sources: Vec<(Arc<str>, Arc<crate::auth::jwks::JwksSource>)> = Vec::new();
+    for issuer in config
+        .auth
+        .public
+        .issuers()
+        .iter()
+        .chain(config.auth.internal.issuers())
+    {
+        if let Some(source) = &issuer.jwks
+            && !sources.iter().any(|(_, s)| Arc::ptr_eq(s, source))
+        {
+            sources.push((issuer.name.clone(), source.clone()));
+        }
+    }
+    let mut tasks = Vec::with_capacity(sources.len());
+    for (issuer, source) in sources {
+        metrics.jwks_declared(&issuer);
+        let failing = match fetch::refresh(&issuer, &source, metrics).await {
+            Ok(keys) => {
+                tracing::info!(issuer = &*issuer, url = source.url.text, keys, "JWKS fetched");
+                false
+            }
+            Err(error) => {
+                tracing::error!(
+                    issuer = &*issuer,
+                    url = source.url.text,
+                    %error,
+                    "cannot fetch the issuer's JWKS at start: its tokens signed by a JWKS key are refused \
+                     until a fetch succeeds (retried every JWKS_MIN_REFETCH_INTERVAL)"
+                );
+                true
+            }
+        };
+        tasks.push(tokio::spawn(fetch::keep_fresh(
+            issuer,
+            source,
+            config.auth.jwks_timing,
+            metrics.clone(),
+            failing,
+            stop.clone(),
+        )));
+    }
+    tasks
 }
 
 /// The shared timers: stream liveness at its tick, history expiry at least every D/4.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
+use super::jwks::{JwksSource, JwksUrl};
 use super::public_keys::{KeyError, PublicKey, algorithm};
 
 /// A shared HMAC secret: the string's bytes are the key, as in Neurow (not base64-decoded).
@@ -52,6 +53,8 @@ pub struct Issuer {
     pub hmac_algorithms: Vec<Algorithm>,
     /// Public keys (RSA, EC, Ed25519), chosen by the token's `kid`.
     pub keys: Vec<PublicKey>,
+    /// A key set fetched from a URL (`jwks_url`), besides `keys`.
+    pub jwks: Option<Arc<JwksSource>>,
 }
 
 impl Issuer {
@@ -62,6 +65,7 @@ impl Issuer {
             secrets,
             hmac_algorithms: vec![Algorithm::HS256],
             keys: Vec::new(),
+            jwks: None,
         }
     }
 }
@@ -161,6 +165,8 @@ struct IssuerKeys {
     /// A JWKS document on disk, read at start.
     #[serde(default)]
     jwks_file: Option<String>,
+    #[serde(default)]
+    jwks_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -220,7 +226,7 @@ fn issuer_of_keys(name: &str, spec: &IssuerKeys) -> Result<Issuer, JwtConfigErro
     if name.is_empty() || spec.secrets.iter().any(String::is_empty) {
         return Err(JwtConfigError::BadSecret(name.to_owned()));
     }
-    if spec.secrets.is_empty() && spec.keys.is_empty() && spec.jwks_file.is_none() {
+    if spec.secrets.is_empty() && spec.keys.is_empty() && spec.jwks_file.is_none() && spec.jwks_url.is_none() {
         return Err(JwtConfigError::NoKeys(name.to_owned()));
     }
     let hmac_algorithms = if spec.hmac_algorithms.is_empty() {
@@ -262,11 +268,22 @@ fn issuer_of_keys(name: &str, spec: &IssuerKeys) -> Result<Issuer, JwtConfigErro
         }
         keys.extend(loaded);
     }
+    let jwks = match &spec.jwks_url {
+        None => None,
+        Some(url) => Some(Arc::new(JwksSource::new(JwksUrl::parse(url).map_err(|error| {
+            JwtConfigError::BadKey {
+                issuer: name.to_owned(),
+                index: keys.len(),
+                error,
+            }
+        })?))),
+    };
     Ok(Issuer {
         name: name.into(),
         secrets: spec.secrets.iter().map(|s| Secret::new(s)).collect(),
         hmac_algorithms,
         keys,
+        jwks,
     })
 }
 

@@ -6,6 +6,7 @@
 
 mod cache;
 pub mod grants;
+pub mod jwks;
 pub mod keys;
 pub mod public_keys;
 pub mod revocation;

@@ -241,9 +241,15 @@ fn verify_signature(issuer: &Issuer, header: &Map<String, Value>, signed: &str, 
         Some(Value::String(kid)) => Some(kid.as_str()),
         Some(_) => return false,
     };
-    issuer
-        .keys
-        .iter()
+    let fetched = issuer.jwks.as_ref().map(|j| j.keys());
+    let keys = || issuer.keys.iter().chain(fetched.iter().flat_map(|k| k.iter()));
+    if let (Some(jwks), Some(kid)) = (&issuer.jwks, kid)
+        && !keys().any(|k| k.kid.as_deref() == Some(kid))
+    {
+        // Perhaps a key the provider published since the last fetch (rate-limited).
+        jwks.ask_refetch();
+    }
+    keys()
         .filter(|k| k.algorithms.contains(&alg))
         .filter(|k| k.kid.is_none() || kid.is_none() || k.kid.as_deref() == kid)
         .any(|k| verify(&k.key))

@@ -1,6 +1,7 @@
 //! Authentication of both APIs: the issuers, keys and audience of `JWT_CONFIG` (or the
 //! development keys when it is unset), and how much a 403 says.
 
+use crate::auth::jwks::JwksTiming;
 use crate::auth::keys::{AuthConfig, JwtConfigError, development_auth, parse_jwt_config};
 
 use super::reader::Reader;
@@ -16,11 +17,17 @@ pub struct AuthSettings {
     pub verbose_errors: bool,
     /// True when `JWT_CONFIG` was unset and the public development keys are in use.
     pub development_keys: bool,
+    /// `JWKS_REFRESH_INTERVAL` and `JWKS_MIN_REFETCH_INTERVAL`, for issuers with a `jwks_url`.
+    pub jwks_timing: JwksTiming,
 }
 
 /// Reads `VERBOSE_AUTHENTICATION_ERRORS` and `JWT_CONFIG`.
 pub(super) fn read(r: &mut Reader<'_>) -> AuthSettings {
     let verbose_errors = r.boolean("VERBOSE_AUTHENTICATION_ERRORS", false);
+    let jwks_timing = JwksTiming {
+        refresh: std::time::Duration::from_secs(r.integer("JWKS_REFRESH_INTERVAL", 300, 1, 86_400)),
+        min_refetch: std::time::Duration::from_secs(r.integer("JWKS_MIN_REFETCH_INTERVAL", 10, 1, 3_600)),
+    };
     let (public, internal, development_keys) = match r.raw("JWT_CONFIG") {
         None => {
             let (public, internal) = development_auth();
@@ -41,6 +48,7 @@ pub(super) fn read(r: &mut Reader<'_>) -> AuthSettings {
         internal,
         verbose_errors,
         development_keys,
+        jwks_timing,
     }
 }
 

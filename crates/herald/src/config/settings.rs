@@ -201,7 +201,17 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "JWT_CONFIG",
         default: "(development keys)",
-        help: "Neurow's JSON: {\"service_name\": audience, \"clients\": {issuer: secret, [secrets], or {\"secrets\", \"hmac_algorithms\", \"keys\": [{\"pem\", \"kid\", \"algorithms\"}]}}}. Unset: the development issuers test_issuer1 and test_issuer2, with a loud warning.",
+        help: "Neurow's JSON: {\"service_name\": audience, \"clients\": {issuer: secret, [secrets], or {\"secrets\", \"hmac_algorithms\", \"keys\": [{\"pem\", \"kid\", \"algorithms\"}], \"jwks_file\", \"jwks_url\"}}}. Unset: the development issuers test_issuer1 and test_issuer2, with a loud warning.",
+    },
+    Setting {
+        name: "JWKS_REFRESH_INTERVAL",
+        default: "300",
+        help: "Seconds between fetches of an issuer's jwks_url (1 to 86400); the last good key set serves while the provider is down.",
+    },
+    Setting {
+        name: "JWKS_MIN_REFETCH_INTERVAL",
+        default: "10",
+        help: "Least seconds between two fetches of one jwks_url (1 to 3600): a token with an unknown kid asks for a fetch at most this often, and a set never fetched is retried this often.",
     },
     Setting {
         name: "VERBOSE_AUTHENTICATION_ERRORS",

@@ -115,6 +115,8 @@ pub struct Metrics {
     backplane_resumes_abandoned: IntCounter,
     cluster_nodes: IntGauge,
     revocations_active: IntGauge,
+    jwks_fetches: IntCounterVec,
+    jwks_keys: IntGaugeVec,
     revocations: IntCounterVec,
     connections_revoked: IntCounter,
     /// `message{kind="published"}` per configured issuer, looked up without hashing the labels.
@@ -212,6 +214,21 @@ impl Metrics {
                 "Messages removed from history, by reason (expired, topic_cap, byte_cap)",
                 &["reason"],
             ),
+            jwks_fetches: counter_vec(
+                &r,
+                "herald_jwks_fetches_total",
+                "Fetches of issuers' JWKS URLs, by issuer and result (ok, error)",
+                &["issuer", "result"],
+            ),
+            jwks_keys: {
+                let g = IntGaugeVec::new(
+                    Opts::new("herald_jwks_keys", "Keys in each issuer's JWKS as last fetched"),
+                    &["issuer"],
+                )
+                .expect("valid metric definition");
+                r.register(Box::new(g.clone())).expect("metric names are unique");
+                g
+            },
             revocations_active: gauge(
                 &r,
                 "herald_revocations_active",
@@ -523,6 +540,21 @@ impl Metrics {
     /// A publish request was refused by a limit, one of [`PUBLISH_REJECTION_REASONS`].
     pub fn publish_rejected(&self, reason: &'static str) {
         self.publish_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// `issuer` has a JWKS URL: its series read 0 before the first fetch, not absent.
+    pub fn jwks_declared(&self, issuer: &str) {
+        for result in ["ok", "error"] {
+            self.jwks_fetches.with_label_values(&[issuer, result]);
+        }
+        self.jwks_keys.with_label_values(&[issuer]);
+    }
+
+    /// A fetch of `issuer`'s JWKS succeeded or not; it now has `keys` keys.
+    pub fn jwks_fetched(&self, issuer: &str, ok: bool, keys: usize) {
+        let result = if ok { "ok" } else { "error" };
+        self.jwks_fetches.with_label_values(&[issuer, result]).inc();
+        self.jwks_keys.with_label_values(&[issuer]).set(keys as i64);
     }
 
     /// A revocation of `kind` (`jti`, `sub`, `sid`) was recorded here.
