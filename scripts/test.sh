@@ -2,6 +2,7 @@
 # The whole test suite: formatting, lints, unit, property and black-box tests, a smoke run of
 # the load generator, and that the benches and fuzz targets build. Installs what the tests need
 # when it is missing (a C compiler for jemalloc and aws-lc; redis-server and redis-cli for the cluster tests;
+# postgresql for the store tests;
 # kosoku, the Autobahn WebSocket runner, in a Python venv; cargo-fuzz when a nightly toolchain is
 # present), so it works on a fresh machine.
 set -euo pipefail
@@ -21,6 +22,13 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   # instances, and build a Redis Cluster of them with redis-cli.
   echo "== installing redis-server and redis-cli"
   apt-get update -qq && apt-get install -y -qq redis-server redis-tools
+fi
+
+if ! command -v pg_config >/dev/null 2>&1 || [ ! -x "$(pg_config --bindir)/initdb" ]; then
+  # The store tests (crates/herald/tests/collections.rs) run their contract against a private
+  # PostgreSQL each starts with initdb/pg_ctl on a free loopback port (tests/common/postgres.rs).
+  echo "== installing postgresql"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 
 # The WebSocket conformance test (crates/herald/tests/autobahn.rs) drives Autobahn's cases with

@@ -25,6 +25,8 @@
 //!   held SSE stream and its HTTP/2 body.
 //! - [`backplane`]: what connects the nodes of a cluster (nothing for one node; Redis with
 //!   `REDIS_URL`): delivery, shared history, membership, tickets (docs/cluster.md).
+//! - [`store`]: the durable store of collections of events (SQLite embedded, or PostgreSQL),
+//!   with group commit; [`node`]'s scheduler publishes its events when they fall due.
 //! - [`http`]: the public listener shared by the public faces: accept loop, heads, TLS, HTTP/2.
 //! - [`api`]: the faces: `v1` (Neurow), `v2` (Herald), `internal` (publish and admin, axum).
 //! - [`observe`]: metrics and logs. [`server`]: wiring. [`shutdown`]: stopping. [`clock`]:
@@ -43,4 +45,5 @@ pub mod node;
 pub mod observe;
 pub mod server;
 pub mod shutdown;
+pub mod store;
 pub mod transport;

@@ -38,6 +38,9 @@ pub enum ServerError {
     /// The Redis backplane could not be set up.
     #[error("cannot set up the Redis backplane (REDIS_URL): {0}")]
     Backplane(#[from] crate::backplane::BackplaneError),
+    /// The store could not be opened.
+    #[error("{0} (DATABASE_URL, DATA_DIR)")]
+    Store(#[from] crate::store::OpenError),
     /// A listener could not bind.
     #[error("cannot listen on {addr} for the {api} ({source}); is the port free? Set {variable} to change it")]
     Bind {
@@ -132,6 +135,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     )
     .await?;
 
+    let store = crate::store::Store::open(&config.store).await?.map(Arc::new);
+    if let Some(store) = &store {
+        tracing::info!(store = store.kind(), place = store.place(), "store open");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let jwks_tasks = start_jwks(&config, &metrics, &stop_rx).await;
     let (backplane, heartbeat) = match &config.cluster {
@@ -247,6 +254,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         max_body_size: config.internal_api.publish_max_body_size,
         revision: config.revision.clone(),
         node_name,
+        store: store.clone(),
+    });
+    let scheduler = store.map(|store| {
+        tokio::spawn(crate::node::scheduler::run_scheduler(
+            internal_state.node.clone(),
+            store,
+            stop_rx.clone(),
+        ))
     });
 
     let rules = LivenessRules {
@@ -304,6 +319,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
     let _ = internal_stop_tx.send(true);
     let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), internal_task).await;
     timers.abort();
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     for task in jwks_tasks {
         task.abort();
     }

@@ -246,8 +246,9 @@ fn the_last_good_key_set_serves_while_the_provider_is_down() {
 #[test]
 fn a_provider_unreachable_at_start_is_logged_and_its_tokens_wait_for_the_first_fetch() {
     let k1 = key("k1");
-    // A port nothing listens on yet.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // A port nothing listens on yet, on an address no client connection takes a port from (they
+    // leave from 127.0.0.1), so it is still free when the provider starts.
+    let listener = TcpListener::bind("127.0.0.3:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let herald = start(&format!("http://{addr}/jwks.json"), 300);
@@ -260,7 +261,13 @@ fn a_provider_unreachable_at_start_is_logged_and_its_tokens_wait_for_the_first_f
         herald.logs()
     );
     assert_eq!(status(&herald, &token(&k1)), 403);
-    let provider = Provider::start_on(TcpListener::bind(addr).unwrap(), set(&[&k1]), None);
+    let mut listener = TcpListener::bind(addr);
+    let deadline = Instant::now() + common::DEADLINE;
+    while listener.is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        listener = TcpListener::bind(addr);
+    }
+    let provider = Provider::start_on(listener.expect("the port is free again"), set(&[&k1]), None);
     eventually("the first fetch", || status(&herald, &token(&k1)) == 200);
     assert!(provider.hits() >= 1);
     assert!(herald.logs().iter().any(|l| l.contains("JWKS fetched again")));

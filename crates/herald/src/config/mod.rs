@@ -32,6 +32,7 @@ mod public;
 mod reader;
 mod settings;
 mod shutdown;
+mod store;
 #[cfg(test)]
 mod tests;
 mod ws;
@@ -44,6 +45,7 @@ pub use log::{LogConfig, LogFormat, LogLevel};
 pub use public::{DEFAULT_ALLOWED_ORIGINS, PublicApiConfig, SseConfig, TlsFiles};
 pub use reader::{Env, ProcessEnv};
 pub use settings::{SETTINGS, Setting, settings_help};
+pub use store::StoreConfig;
 pub use ws::WsConfig;
 
 use reader::Reader;
@@ -91,6 +93,8 @@ pub struct Config {
     pub ignored_variables: Vec<&'static str>,
     /// The Redis backplane; `None` for a node that works alone, in memory.
     pub cluster: Option<ClusterConfig>,
+    /// The durable store of collections.
+    pub store: StoreConfig,
 }
 
 /// One bad variable.
@@ -133,6 +137,7 @@ impl Config {
         let auth = auth::read(&mut r);
         let cluster = cluster::read(&mut r);
         cluster::check_issuers_fit_one_slot(&mut r, cluster.as_ref(), &auth);
+        let store = store::read(&mut r, cluster.is_some());
         let outbox_capacity = r.integer("SUBSCRIPTION_OUTBOX_CAPACITY", 1024, 1, 1 << 20) as usize;
         let shutdown = shutdown::read(&mut r);
         let revision = r
@@ -162,6 +167,7 @@ impl Config {
             revision,
             ignored_variables,
             cluster,
+            store,
         })
     }
 }

@@ -204,6 +204,21 @@ pub const SETTINGS: &[Setting] = &[
         help: "Neurow's JSON: {\"service_name\": audience, \"clients\": {issuer: secret, [secrets], or {\"secrets\", \"hmac_algorithms\", \"keys\": [{\"pem\", \"kid\", \"algorithms\"}], \"jwks_file\", \"jwks_url\"}}}. Unset: the development issuers test_issuer1 and test_issuer2, with a loud warning.",
     },
     Setting {
+        name: "DATABASE_URL",
+        default: "(SQLite in DATA_DIR)",
+        help: "The store of collections: postgres://user@host:port/db (what a cluster shares), or sqlite:path. Unset: SQLite in DATA_DIR on a single node; no store on a cluster node (REDIS_URL).",
+    },
+    Setting {
+        name: "DATA_DIR",
+        default: "./herald-data",
+        help: "Directory of the embedded SQLite store (herald.db), created at start.",
+    },
+    Setting {
+        name: "SQLITE_SYNCHRONOUS",
+        default: "full",
+        help: "full: an acknowledged write survives power loss; normal: it survives a process crash, at 3-5x the single-commit rate.",
+    },
+    Setting {
         name: "JWKS_REFRESH_INTERVAL",
         default: "300",
         help: "Seconds between fetches of an issuer's jwks_url (1 to 86400); the last good key set serves while the provider is down.",

@@ -4,6 +4,7 @@
 
 mod connection;
 mod revocations;
+pub mod scheduler;
 mod tickets;
 
 pub use connection::{Added, Connection, Opened};

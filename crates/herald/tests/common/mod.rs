@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod postgres;
 pub mod redis;
 pub mod tls;
 
@@ -56,6 +57,18 @@ pub struct Herald {
     pub public: SocketAddr,
     pub internal: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// A private DATA_DIR made for this node (removed when it is dropped), unless the test gave one.
+    own_data_dir: Option<std::path::PathBuf>,
+}
+
+/// A fresh directory under the system's temporary one.
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("herald-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 impl Herald {
@@ -76,6 +89,11 @@ impl Herald {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Each node its own embedded store, unless the test shares one on purpose.
+        let own_data_dir = (!env.iter().any(|(k, _)| *k == "DATA_DIR")).then(|| temp_dir("data"));
+        if let Some(dir) = &own_data_dir {
+            cmd.env("DATA_DIR", dir);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -111,6 +129,7 @@ impl Herald {
                     public,
                     internal,
                     logs,
+                    own_data_dir,
                 };
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -196,6 +215,9 @@ impl Drop for Herald {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.own_data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! keep; the publish route, the one hot path, is answered before axum ([`publish_route`]), on the
 //! same hyper connections ([`serve`]).
 
+mod collections;
 mod process_stats;
 pub mod publish;
 mod publish_route;
@@ -64,6 +65,8 @@ pub struct InternalState {
     pub revision: Option<String>,
     /// This node's name, for `/nodes`.
     pub node_name: String,
+    /// The durable store of collections, if the node has one.
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 /// The internal API's router.
@@ -76,6 +79,15 @@ pub fn router(state: Arc<InternalState>) -> Router {
         .route("/history/{topic}", get(history))
         .route("/metrics", get(metrics))
         .route("/process_stats", get(process_stats))
+        .route(
+            "/v2/collections/{collection}/events",
+            get(collections::list).post(collections::insert),
+        )
+        .route("/v2/collections/{collection}/events/{id}", get(collections::get_one))
+        .route(
+            "/v2/collections/{collection}/events/{id}/cancel",
+            axum::routing::post(collections::cancel),
+        )
         .route(
             "/v2/revocations",
             get(revocations::list)
@@ -129,14 +141,18 @@ fn token(headers: &HeaderMap) -> Result<&str, AuthError> {
     bearer_token(headers.get_all(name).iter().map(HeaderValue::as_bytes))
 }
 
-async fn authenticate(State(state): State<Arc<InternalState>>, request: Request, next: Next) -> Response {
+async fn authenticate(State(state): State<Arc<InternalState>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if OPEN_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return next.run(request).await;
     }
     let now_s = (state.node.hub.clock().now_ms() / 1000) as i64;
     match token(request.headers()).and_then(|t| state.verifier.verify(t, now_s)) {
-        Ok(_) => next.run(request).await,
+        Ok(principal) => {
+            // For the routes that act in the token's namespace (collections).
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
         Err(e) => refuse_token(&state, e, request_log(&request)),
     }
 }
