@@ -204,6 +204,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
             )))
         }
     };
+    let store_state = Arc::new(crate::api::store::StoreState {
+        store: store.clone(),
+        clock: hub.clock().clone(),
+        accounts: crate::api::store::accounts::Accounts {
+            signup_open: config.accounts.signup_open,
+            issuer: config.accounts.issuer.clone(),
+            token_lifetime_s: config.accounts.token_lifetime_s,
+            auth: config.auth.public.clone(),
+            passwords: crate::auth::passwords::Passwords::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+            throttle: Default::default(),
+        },
+    });
     let public = Arc::new(PublicApi::new(
         PublicSettings {
             subscribe_path: format!("{}/v1/subscribe", config.public_api.context_path),
@@ -241,6 +255,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         node.clone(),
         metrics.clone(),
     ));
+    public.serve_rest(crate::api::store::public_router(store_state.clone()));
     let internal_state = Arc::new(InternalState {
         public: public.clone(),
         node,
@@ -254,7 +269,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         max_body_size: config.internal_api.publish_max_body_size,
         revision: config.revision.clone(),
         node_name,
-        store: store.clone(),
+        store: store_state.clone(),
     });
     let scheduler = store.map(|store| {
         tokio::spawn(crate::node::scheduler::run_scheduler(

@@ -460,3 +460,158 @@ fn two_nodes_on_one_postgres_fire_each_scheduled_event_once() {
     let twice: Vec<_> = delivered.iter().filter(|(_, c)| **c > 1).collect();
     assert!(twice.is_empty(), "fired more than once: {twice:?}");
 }
+
+/// `POST` a JSON body to the public API, with a token if given.
+fn public(herald: &Herald, method: &str, path: &str, token: Option<&str>, body: &str) -> Response {
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    request(
+        herald.public,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn login(herald: &Herald, username: &str, password: &str) -> Response {
+    public(
+        herald,
+        "POST",
+        "/v2/login",
+        None,
+        &json!({"username": username, "password": password}).to_string(),
+    )
+}
+
+fn accounts_and_ownership(db: Db) {
+    let herald = db.start(&[("ACCOUNTS_SIGNUP", "open")]);
+    let signup = |name: &str| {
+        public(
+            &herald,
+            "POST",
+            "/v2/users",
+            None,
+            &json!({"username": name, "password": "correct horse"}).to_string(),
+        )
+    };
+    let r = signup("Alice");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let alice_id = r.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.json()["username"], "alice", "usernames are case-insensitive");
+    assert_eq!(signup("alice").status, 409);
+    assert_eq!(signup("bob").status, 201);
+    for (body, code) in [
+        (
+            json!({"username": "al", "password": "correct horse"}),
+            "invalid_username",
+        ),
+        (
+            json!({"username": "a b c", "password": "correct horse"}),
+            "invalid_username",
+        ),
+        (json!({"username": "carol", "password": "short"}), "invalid_password"),
+        (json!({"username": "carol"}), "invalid_password"),
+        (
+            json!({"username": "carol", "password": "correct horse", "admin": true}),
+            "invalid_body",
+        ),
+    ] {
+        let r = public(&herald, "POST", "/v2/users", None, &body.to_string());
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(r.json()["errors"][0]["error_code"], code, "{body}");
+    }
+
+    // Login: a token the public API accepts, whose sub is the user's id; an unknown user and a
+    // wrong password get the same answer.
+    let r = login(&herald, "ALICE", "correct horse");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let alice = r.json()["token"].as_str().unwrap().to_owned();
+    let bob = login(&herald, "bob", "correct horse").json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = login(&herald, "alice", "wrong horse!");
+    let unknown = login(&herald, "nobody", "correct horse");
+    assert_eq!((wrong.status, unknown.status), (401, 401));
+    assert_eq!(wrong.body, unknown.body);
+
+    // Alice owns what she creates; Bob can neither read nor write it.
+    let r = public(
+        &herald,
+        "POST",
+        "/v2/collections/diary/events",
+        Some(&alice),
+        r#"{"event":"note","data":"hi"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["user_id"], alice_id);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        public(&herald, "GET", "/v2/collections/diary/events", Some(&alice), "").status,
+        200
+    );
+    for (method, path, body) in [
+        ("GET", "/v2/collections/diary/events".to_owned(), ""),
+        ("GET", format!("/v2/collections/diary/events/{id}"), ""),
+        (
+            "POST",
+            "/v2/collections/diary/events".to_owned(),
+            r#"{"event":"x","data":1}"#,
+        ),
+        ("POST", format!("/v2/collections/diary/events/{id}/cancel"), ""),
+    ] {
+        let r = public(&herald, method, &path, Some(&bob), body);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+        assert_eq!(r.json()["errors"][0]["error_code"], "not_owner");
+    }
+    let mine = public(&herald, "GET", "/v2/users/me/events", Some(&alice), "").json();
+    assert_eq!(mine["events"].as_array().unwrap().len(), 1);
+    assert!(
+        public(&herald, "GET", "/v2/users/me/events", Some(&bob), "").json()["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Without a token, or with a bad one.
+    assert_eq!(public(&herald, "GET", "/v2/users/me/events", None, "").status, 401);
+    // A backend reads and writes every collection of its namespace.
+    assert_eq!(call(&herald, "GET", "/v2/collections/diary/events", "").status, 200);
+
+    // Failed logins are throttled per account: 429 with retry-after, even with the right password.
+    for _ in 0..5 {
+        assert_eq!(login(&herald, "bob", "wrong horse!").status, 401);
+    }
+    let r = login(&herald, "bob", "correct horse");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+    assert_eq!(
+        login(&herald, "alice", "correct horse").status,
+        200,
+        "another account is not locked out"
+    );
+}
+
+#[test]
+fn accounts_and_ownership_on_sqlite() {
+    accounts_and_ownership(Db::sqlite());
+}
+
+#[test]
+fn accounts_and_ownership_on_postgres() {
+    accounts_and_ownership(Db::Postgres(Postgres::start()));
+}
+
+#[test]
+fn signup_is_closed_unless_opened_and_a_backend_creates_accounts() {
+    let db = Db::sqlite();
+    let herald = db.start(&[]);
+    let body = json!({"username": "dave", "password": "correct horse"}).to_string();
+    let r = public(&herald, "POST", "/v2/users", None, &body);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["errors"][0]["error_code"], "signup_closed");
+    let r = call(&herald, "POST", "/v2/users", &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(login(&herald, "dave", "correct horse").status, 200);
+}

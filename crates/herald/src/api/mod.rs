@@ -3,5 +3,6 @@
 //! public listener ([`crate::http`]); `internal` is the publish and admin API (axum).
 
 pub mod internal;
+pub mod store;
 pub mod v1;
 pub mod v2;

@@ -8,6 +8,7 @@ mod cache;
 pub mod grants;
 pub mod jwks;
 pub mod keys;
+pub mod passwords;
 pub mod public_keys;
 pub mod revocation;
 pub mod ticket;

@@ -23,6 +23,7 @@
 use std::fmt;
 use std::time::Duration;
 
+mod accounts;
 mod auth;
 mod cluster;
 mod history;
@@ -37,6 +38,7 @@ mod store;
 mod tests;
 mod ws;
 
+pub use accounts::AccountsConfig;
 pub use auth::AuthSettings;
 pub use cluster::{ClusterConfig, RedisUrl};
 pub use history::HistoryConfig;
@@ -95,6 +97,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// The durable store of collections.
     pub store: StoreConfig,
+    /// Accounts (signup, login).
+    pub accounts: AccountsConfig,
 }
 
 /// One bad variable.
@@ -138,6 +142,7 @@ impl Config {
         let cluster = cluster::read(&mut r);
         cluster::check_issuers_fit_one_slot(&mut r, cluster.as_ref(), &auth);
         let store = store::read(&mut r, cluster.is_some());
+        let accounts = accounts::read(&mut r, &auth.public, public_api.jwt_max_lifetime_s);
         let outbox_capacity = r.integer("SUBSCRIPTION_OUTBOX_CAPACITY", 1024, 1, 1 << 20) as usize;
         let shutdown = shutdown::read(&mut r);
         let revision = r
@@ -168,6 +173,7 @@ impl Config {
             ignored_variables,
             cluster,
             store,
+            accounts,
         })
     }
 }

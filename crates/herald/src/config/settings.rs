@@ -219,6 +219,21 @@ pub const SETTINGS: &[Setting] = &[
         help: "full: an acknowledged write survives power loss; normal: it survives a process crash, at 3-5x the single-commit rate.",
     },
     Setting {
+        name: "ACCOUNTS_SIGNUP",
+        default: "closed",
+        help: "open: anyone may create an account (POST /v2/users on the public API); closed: only a backend, on the internal API.",
+    },
+    Setting {
+        name: "ACCOUNTS_ISSUER",
+        default: "(the first issuer with a secret)",
+        help: "The JWT_CONFIG issuer whose first secret signs login tokens (POST /v2/login), and whose namespace accounts and their collections live in.",
+    },
+    Setting {
+        name: "ACCOUNTS_TOKEN_LIFETIME",
+        default: "(900, at most PUBLIC_API_JWT_MAX_LIFETIME)",
+        help: "Seconds a login token lasts; longer than PUBLIC_API_JWT_MAX_LIFETIME refuses to start.",
+    },
+    Setting {
         name: "JWKS_REFRESH_INTERVAL",
         default: "300",
         help: "Seconds between fetches of an issuer's jwks_url (1 to 86400); the last good key set serves while the provider is down.",

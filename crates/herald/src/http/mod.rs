@@ -22,6 +22,7 @@ pub mod admission;
 mod h2;
 pub mod request;
 pub mod response;
+mod rest;
 pub(crate) mod subscription;
 pub mod tls;
 
@@ -130,6 +131,8 @@ pub struct PublicApi {
     pub(crate) stopping: AtomicBool,
     /// Wakes connections waiting for a request head when shutdown starts.
     stop_notify: Notify,
+    /// The store's routes (`http::rest`), when the node serves them.
+    rest: std::sync::OnceLock<axum::Router>,
 }
 
 pub(crate) enum Action {
@@ -176,7 +179,13 @@ impl PublicApi {
             drained: Notify::new(),
             stopping: AtomicBool::new(false),
             stop_notify: Notify::new(),
+            rest: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Serves the store's REST routes (signup, login, collections) on this listener.
+    pub fn serve_rest(&self, router: axum::Router) {
+        let _ = self.rest.set(router);
     }
 
     /// Accepts connections until `stop` turns true, each served on its own task, over TLS when an
@@ -325,6 +334,16 @@ impl PublicApi {
             };
             buf.drain(..head.len);
             let received = Instant::now();
+            if self.is_rest(&head.request.path) && head.request.method != Method::Options {
+                let reply = self.rest(socket, &mut buf, &head, peer).await?;
+                self.metrics.http_request(Interface::Public, reply.status);
+                let written = socket.write_all(&reply.http1()).await;
+                self.metrics.request_took(Interface::Public, received.elapsed());
+                if written.is_err() || reply.close || !head.keep_alive {
+                    return None;
+                }
+                continue;
+            }
             let action = match self.route(&head.request, peer) {
                 Action::V2(route) => self.route_v2(&head.request, peer, route).await,
                 action => action,

@@ -9,6 +9,7 @@
 
 pub mod events;
 mod schema;
+pub mod users;
 pub mod writer;
 
 use std::sync::Arc;

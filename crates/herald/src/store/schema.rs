@@ -6,15 +6,16 @@
 use super::{Backend, OpenError, on_pool};
 
 /// Migrations, in order: the store's version is how many it has applied.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE collections (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE collections (
         namespace TEXT NOT NULL,
         name TEXT NOT NULL,
         owner TEXT,
         created_at BIGINT NOT NULL,
         PRIMARY KEY (namespace, name)
     )",
-    "CREATE TABLE events (
+        "CREATE TABLE events (
         id TEXT PRIMARY KEY,
         namespace TEXT NOT NULL,
         collection TEXT NOT NULL,
@@ -27,11 +28,20 @@ const MIGRATIONS: &[&[&str]] = &[&[
         lease_until BIGINT,
         user_id TEXT
     )",
-    "CREATE INDEX events_by_collection ON events (namespace, collection, publish_at, id)",
-    "CREATE INDEX events_by_user ON events (namespace, user_id, publish_at, id)",
-    "CREATE INDEX events_due ON events (publish_at) WHERE state = 0",
-    "CREATE INDEX events_firing ON events (lease_until) WHERE state = 3",
-]];
+        "CREATE INDEX events_by_collection ON events (namespace, collection, publish_at, id)",
+        "CREATE INDEX events_by_user ON events (namespace, user_id, publish_at, id)",
+        "CREATE INDEX events_due ON events (publish_at) WHERE state = 0",
+        "CREATE INDEX events_firing ON events (lease_until) WHERE state = 3",
+    ],
+    &["CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        username TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (namespace, username)
+    )"],
+];
 
 /// This build's schema version.
 pub(super) const VERSION: i64 = MIGRATIONS.len() as i64;

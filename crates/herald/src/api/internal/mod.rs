@@ -5,7 +5,6 @@
 //! keep; the publish route, the one hot path, is answered before axum ([`publish_route`]), on the
 //! same hyper connections ([`serve`]).
 
-mod collections;
 mod process_stats;
 pub mod publish;
 mod publish_route;
@@ -65,8 +64,8 @@ pub struct InternalState {
     pub revision: Option<String>,
     /// This node's name, for `/nodes`.
     pub node_name: String,
-    /// The durable store of collections, if the node has one.
-    pub store: Option<Arc<crate::store::Store>>,
+    /// The store's routes' state (collections, accounts).
+    pub store: Arc<crate::api::store::StoreState>,
 }
 
 /// The internal API's router.
@@ -80,26 +79,18 @@ pub fn router(state: Arc<InternalState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/process_stats", get(process_stats))
         .route(
-            "/v2/collections/{collection}/events",
-            get(collections::list).post(collections::insert),
-        )
-        .route("/v2/collections/{collection}/events/{id}", get(collections::get_one))
-        .route(
-            "/v2/collections/{collection}/events/{id}/cancel",
-            axum::routing::post(collections::cancel),
-        )
-        .route(
             "/v2/revocations",
             get(revocations::list)
                 .post(revocations::revoke)
                 .delete(revocations::lift),
         )
+        .with_state(state.clone())
+        .merge(crate::api::store::internal_router(state.store.clone()))
         .fallback(not_found)
         // Neurow answers an unknown method on a known path like an unknown path.
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state, count_requests))
 }
 
 /// The JSON error body of spec §2.
@@ -149,8 +140,10 @@ async fn authenticate(State(state): State<Arc<InternalState>>, mut request: Requ
     let now_s = (state.node.hub.clock().now_ms() / 1000) as i64;
     match token(request.headers()).and_then(|t| state.verifier.verify(t, now_s)) {
         Ok(principal) => {
-            // For the routes that act in the token's namespace (collections).
-            request.extensions_mut().insert(principal);
+            // The store's routes act in the token's namespace.
+            request.extensions_mut().insert(crate::api::store::Caller::Service {
+                namespace: principal.issuer.clone(),
+            });
             next.run(request).await
         }
         Err(e) => refuse_token(&state, e, request_log(&request)),

@@ -1,6 +1,8 @@
-//! Collections of events on the internal API (docs/collections.md): a backend inserts JSON events
-//! into a collection — published at once or at `publish_at` on the collection's topic — cancels
-//! one before it fires, and reads the immutable log back.
+//! Collections of events (docs/collections.md): a backend (internal API) or a user (public API)
+//! inserts JSON events into a collection — published at once or at `publish_at` on the
+//! collection's topic — cancels one before it fires, and reads the immutable log back. A user
+//! acts on the collections it owns (it owns one by creating it with its first insert) or that
+//! its token's grants name (`collections/<c>`: `topics` to read, `publish` to insert and cancel).
 //!
 //! ```text
 //! POST /v2/collections/{c}/events              {"event","data","publish_at"?} → 201 the stored event
@@ -23,57 +25,26 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use super::{InternalState, error, json_response};
-use crate::auth::Principal;
+use super::{Caller, Refused, StoreState, bad, json_response, unavailable};
 use crate::store::events::{Cancelled, Listing};
 use crate::store::writer::Inserted;
-use crate::store::{EventState, NewEvent, Store, StoreError};
+use crate::store::{EventState, NewEvent, Store};
 
 /// Longest collection name, bytes.
-pub(super) const MAX_COLLECTION_BYTES: usize = 128;
+pub const MAX_COLLECTION_BYTES: usize = 128;
 /// Longest event name, bytes.
-pub(super) const MAX_EVENT_BYTES: usize = 256;
+pub const MAX_EVENT_BYTES: usize = 256;
 /// Furthest ahead an event may be scheduled: a year, ms.
 const MAX_AHEAD_MS: i64 = 365 * 24 * 3600 * 1000;
 
-/// A refused request: its status, code and message, answered in the API's error shape.
-#[derive(Debug)]
-pub(super) struct Refused {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        error(self.status, self.code, &self.message)
-    }
-}
-
-fn bad(code: &'static str, message: impl Into<String>) -> Refused {
-    Refused {
-        status: StatusCode::BAD_REQUEST,
-        code,
-        message: message.into(),
-    }
-}
-
-fn unavailable(e: StoreError) -> Refused {
-    tracing::warn!(error = %e, "collection request refused: the store is unavailable");
-    Refused {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "store_unavailable",
-        message: "The store is unavailable: nothing was changed; retry later".into(),
-    }
-}
-
 /// The store, or the 503 of a node without one.
-fn store(state: &InternalState) -> Result<&Arc<Store>, Refused> {
-    state.store.as_ref().ok_or_else(|| Refused {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "store_not_configured",
-        message: "This node has no store: a cluster node (REDIS_URL) needs DATABASE_URL=postgres://… for collections"
-            .into(),
+pub(super) fn store(state: &StoreState) -> Result<&Arc<Store>, Refused> {
+    state.store.as_ref().ok_or_else(|| {
+        Refused::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_not_configured",
+            "This node has no store: a cluster node (REDIS_URL) needs DATABASE_URL=postgres://… for collections",
+        )
     })
 }
 
@@ -151,54 +122,114 @@ fn parse_insert(body: &[u8], now_ms: i64) -> Result<(String, String, i64), Refus
 
 /// `POST /v2/collections/{c}/events`.
 pub(super) async fn insert(
-    State(state): State<Arc<InternalState>>,
-    Extension(principal): Extension<Arc<Principal>>,
+    State(state): State<Arc<StoreState>>,
+    Extension(caller): Extension<Caller>,
     Path(collection): Path<String>,
     body: Bytes,
 ) -> Result<Response, Refused> {
     let store = store(&state)?;
     check_collection(&collection)?;
-    let now = state.node.hub.clock().now_ms() as i64;
+    let now = state.clock.now_ms() as i64;
     let (event, data, publish_at_ms) = parse_insert(&body, now)?;
+    // A service (an internal-API token), or a user granted the topic, may insert into any
+    // collection of its namespace; another user only into its own (or a new one, which it owns).
+    let owner = match caller.may(&collection, Access::Write) {
+        true => None,
+        false => caller.user().map(str::to_owned),
+    };
     let new = NewEvent {
         id: uuid::Uuid::now_v7().to_string(),
-        namespace: principal.issuer.to_string(),
+        namespace: caller.namespace().to_owned(),
         collection,
         event,
         data,
         publish_at_ms,
         created_at_ms: now,
-        user_id: None,
+        user_id: caller.user().map(str::to_owned),
     };
-    // A service (an internal-API token) may insert into any collection of its namespace.
-    match store.insert(new, None).await.map_err(unavailable)? {
+    match store.insert(new, owner).await.map_err(unavailable)? {
         Inserted::Stored(stored) => Ok((StatusCode::CREATED, json_response(stored.to_json())).into_response()),
-        Inserted::NotOwner => Err(Refused {
-            status: StatusCode::FORBIDDEN,
-            code: "not_owner",
-            message: "the collection belongs to another user".into(),
-        }),
+        Inserted::NotOwner => Err(Refused::new(
+            StatusCode::FORBIDDEN,
+            "not_owner",
+            "the collection is another user's, and the token does not grant its topic",
+        )),
     }
 }
 
 /// `GET /v2/collections/{c}/events`.
 pub(super) async fn list(
-    State(state): State<Arc<InternalState>>,
-    Extension(principal): Extension<Arc<Principal>>,
+    State(state): State<Arc<StoreState>>,
+    Extension(caller): Extension<Caller>,
     Path(collection): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Refused> {
     let store = store(&state)?;
     check_collection(&collection)?;
     let listing = parse_listing(&query)?;
+    allowed(store, &caller, &collection, Access::Read).await?;
     let page = store
-        .list(&principal.issuer, &collection, &listing)
+        .list(caller.namespace(), &collection, &listing)
         .await
         .map_err(unavailable)?;
-    Ok(json_response(json!({
+    Ok(page_json(page))
+}
+
+fn page_json(page: crate::store::events::Page) -> Response {
+    json_response(json!({
         "events": page.events.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
         "next": page.next.map(|(at, id)| URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))),
-    })))
+    }))
+}
+
+/// `GET /v2/users/me/events` (public API): what the calling user inserted, in every collection.
+pub(super) async fn mine(
+    State(state): State<Arc<StoreState>>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Refused> {
+    let store = store(&state)?;
+    let listing = parse_listing(&query)?;
+    let Some(user) = caller.user() else {
+        return Err(bad(
+            "not_a_user",
+            "this route lists what a user inserted: use a user's token",
+        ));
+    };
+    let page = store
+        .list_by_user(caller.namespace(), user, &listing)
+        .await
+        .map_err(unavailable)?;
+    Ok(page_json(page))
+}
+
+/// What a caller wants to do with a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// List or read its events.
+    Read,
+    /// Insert or cancel.
+    Write,
+}
+
+/// Whether `caller` may act on `collection` as `access` says: by its grants (or as a service),
+/// or as the collection's owner. A collection that does not exist yet is no one's to read.
+async fn allowed(store: &Store, caller: &Caller, collection: &str, access: Access) -> Result<(), Refused> {
+    if caller.may(collection, access) {
+        return Ok(());
+    }
+    let owner = store
+        .collection_owner(caller.namespace(), collection)
+        .await
+        .map_err(unavailable)?;
+    match (owner, caller.user()) {
+        (Some(Some(owner)), Some(user)) if owner == user => Ok(()),
+        _ => Err(Refused::new(
+            StatusCode::FORBIDDEN,
+            "not_owner",
+            "the collection is another user's, and the token does not grant its topic",
+        )),
+    }
 }
 
 /// `state`, `limit` (1–1000, default 100) and `after` (a page's `next`).
@@ -246,15 +277,16 @@ fn decode_after(cursor: &str) -> Option<(i64, String)> {
 
 /// `GET /v2/collections/{c}/events/{id}`.
 pub(super) async fn get_one(
-    State(state): State<Arc<InternalState>>,
-    Extension(principal): Extension<Arc<Principal>>,
+    State(state): State<Arc<StoreState>>,
+    Extension(caller): Extension<Caller>,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response, Refused> {
     let store = store(&state)?;
     check_collection(&collection)?;
     check_id(&id)?;
+    allowed(store, &caller, &collection, Access::Read).await?;
     match store
-        .event(&principal.issuer, &collection, &id)
+        .event(caller.namespace(), &collection, &id)
         .await
         .map_err(unavailable)?
     {
@@ -264,23 +296,24 @@ pub(super) async fn get_one(
 }
 
 fn not_found() -> Refused {
-    Refused {
-        status: StatusCode::NOT_FOUND,
-        code: "event_not_found",
-        message: "no such event in this collection".into(),
-    }
+    Refused::new(
+        StatusCode::NOT_FOUND,
+        "event_not_found",
+        "no such event in this collection",
+    )
 }
 
 /// `POST /v2/collections/{c}/events/{id}/cancel`.
 pub(super) async fn cancel(
-    State(state): State<Arc<InternalState>>,
-    Extension(principal): Extension<Arc<Principal>>,
+    State(state): State<Arc<StoreState>>,
+    Extension(caller): Extension<Caller>,
     Path((collection, id)): Path<(String, String)>,
 ) -> Result<Response, Refused> {
     let store = store(&state)?;
     check_collection(&collection)?;
     check_id(&id)?;
-    match store.cancel(&principal.issuer, &collection, &id).await.map_err(unavailable)? {
+    allowed(store, &caller, &collection, Access::Write).await?;
+    match store.cancel(caller.namespace(), &collection, &id).await.map_err(unavailable)? {
         Cancelled::Done(event) | Cancelled::AlreadyCancelled(event) => Ok(json_response(event.to_json())),
         Cancelled::AlreadyPublished(event) => Ok((
             StatusCode::CONFLICT,
