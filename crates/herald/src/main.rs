@@ -23,6 +23,39 @@ enum Command {
     Serve,
     /// Print a signed token the server accepts (like Neurow's `mix generate_jwt_token`).
     Token(TokenArgs),
+    /// Manage API keys in the store (DATABASE_URL or DATA_DIR, as `serve` reads them).
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key for a domain and print it (shown once: only its hash is kept).
+    Create {
+        /// The namespace the key publishes into.
+        #[arg(long)]
+        domain: String,
+        /// Who the key is for (kept for reference).
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// List the keys (never their secrets).
+    List,
+    /// Stop accepting a key.
+    Disable {
+        /// The key's id.
+        id: String,
+    },
+    /// Accept a disabled key again.
+    Enable {
+        /// The key's id.
+        id: String,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key's id.
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -74,7 +107,91 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve => serve(config),
         Command::Token(args) => token(&config, args),
+        Command::Apikey(command) => apikey(&config, command),
     }
+}
+
+fn apikey(config: &Config, command: ApiKeyCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let store = match herald::store::Store::open(&config.store).await {
+            Ok(Some(store)) => store,
+            Ok(None) => {
+                eprintln!("herald: no store: a cluster node (REDIS_URL) needs DATABASE_URL=postgres://… for API keys");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("herald: {e} (DATABASE_URL, DATA_DIR)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let show = |key: &herald::store::api_keys::ApiKey| {
+            let state = if key.active { "active" } else { "disabled" };
+            println!("{}  {}  {}…  {state}", key.id, key.domain, key.prefix);
+        };
+        let not_found = |id: &str| {
+            eprintln!("herald: no API key {id:?}");
+            ExitCode::from(2)
+        };
+        match command {
+            ApiKeyCommand::Create { domain, username } => {
+                match herald::api::store::api_keys::create_key(&store, &domain, username, now_ms).await {
+                    Ok((key, secret)) => {
+                        eprintln!("API key {} for {} (shown once; keep it secret):", key.id, key.domain);
+                        println!("{secret}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(herald::api::store::api_keys::CreateError::Store(e)) => failed(&e),
+                    Err(e) => {
+                        eprintln!("herald: {e}");
+                        ExitCode::from(2)
+                    }
+                }
+            }
+            ApiKeyCommand::List => match store.api_keys().await {
+                Ok(keys) => {
+                    keys.iter().for_each(show);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failed(&e),
+            },
+            ApiKeyCommand::Disable { id } => match store.set_api_key_active(&id, false).await {
+                Ok(Some(key)) => {
+                    show(&key);
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => not_found(&id),
+                Err(e) => failed(&e),
+            },
+            ApiKeyCommand::Enable { id } => match store.set_api_key_active(&id, true).await {
+                Ok(Some(key)) => {
+                    show(&key);
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => not_found(&id),
+                Err(e) => failed(&e),
+            },
+            ApiKeyCommand::Delete { id } => match store.delete_api_key(&id).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => not_found(&id),
+                Err(e) => failed(&e),
+            },
+        }
+    })
 }
 
 fn serve(config: Config) -> ExitCode {

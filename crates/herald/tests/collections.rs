@@ -425,6 +425,37 @@ fn a_store_from_a_newer_herald_stops_start_up() {
 }
 
 #[test]
+fn a_corrupt_or_unwritable_sqlite_file_stops_start_up_naming_it() {
+    let dir = temp_dir("corrupt");
+    std::fs::write(dir.join("herald.db"), vec![0x5a; 8192]).unwrap();
+    let serve = |data_dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("serve")
+            .env_clear()
+            .env("DATA_DIR", data_dir)
+            .env("PUBLIC_API_PORT", "0")
+            .env("INTERNAL_API_PORT", "0")
+            .output()
+            .unwrap()
+    };
+    let out = serve(&dir);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        text.contains(&format!("cannot open the store at {}", dir.join("herald.db").display())),
+        "{text}"
+    );
+    // A DATA_DIR that cannot be created.
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let out = serve(&file.join("sub"));
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(text.contains("set DATA_DIR"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn two_nodes_on_one_postgres_fire_each_scheduled_event_once() {
     let pg = Postgres::start();
     let redis = RedisServer::start();
@@ -432,8 +463,8 @@ fn two_nodes_on_one_postgres_fire_each_scheduled_event_once() {
     let a = db.start(&[("REDIS_URL", &redis.url())]);
     let b = db.start(&[("REDIS_URL", &redis.url())]);
     let mut sse = watch(&a, "many");
-    let at = now_ms() + 1_500;
-    let n: usize = 200;
+    let at = now_ms() + 4_000;
+    let n: usize = 1000;
     for i in 0..n {
         let node = if i % 2 == 0 { &a } else { &b };
         insert(
@@ -614,4 +645,93 @@ fn signup_is_closed_unless_opened_and_a_backend_creates_accounts() {
     let r = call(&herald, "POST", "/v2/users", &body);
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(login(&herald, "dave", "correct horse").status, 200);
+}
+
+fn publish_with_key(herald: &Herald, key: &str, topic: &str, payload: &str) -> Response {
+    let body = json!({"topic": topic, "message": {"event": "e", "payload": payload}}).to_string();
+    request(
+        herald.internal,
+        &format!(
+            "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: ApiKey {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn api_keys_publish_into_their_domain_until_disabled_or_deleted() {
+    let db = Db::sqlite();
+    let herald = db.start(&[]);
+    // The domain is test_issuer2's namespace, so its tokens read what the key publishes.
+    let r = call(
+        &herald,
+        "POST",
+        "/v2/apikeys",
+        r#"{"domain":"test_issuer2","username":"ops@example.com"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = r.json();
+    let (id, key) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["key"].as_str().unwrap().to_owned(),
+    );
+    assert!(key.starts_with("hk_") && created["prefix"].as_str().is_some_and(|p| key.starts_with(p)));
+    assert_eq!(
+        call(&herald, "POST", "/v2/apikeys", r#"{"domain":"test_issuer2"}"#).status,
+        409
+    );
+    assert_eq!(
+        call(&herald, "POST", "/v2/apikeys", r#"{"domain":"bad domain"}"#).status,
+        400
+    );
+    let listed = call(&herald, "GET", "/v2/apikeys", "").json();
+    assert_eq!(listed["api_keys"].as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&key), "the secret is never listed");
+
+    let mut sse = herald.subscribe(&common::sub_token("test_issuer2", "alerts"), "");
+    assert_eq!(sse.response.status, 200);
+    assert_eq!(publish_with_key(&herald, &key, "alerts", "via key").status, 200);
+    assert!(sse.next_message().contains("data: via key"));
+
+    let off = call(&herald, "PATCH", &format!("/v2/apikeys/{id}"), r#"{"active":false}"#);
+    assert_eq!(off.status, 200, "{}", off.text());
+    assert_eq!(off.json()["active"], false);
+    let r = publish_with_key(&herald, &key, "alerts", "refused");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["errors"][0]["error_code"], "invalid_api_key");
+    assert_eq!(
+        call(&herald, "PATCH", &format!("/v2/apikeys/{id}"), r#"{"active":true}"#).status,
+        200
+    );
+    assert_eq!(publish_with_key(&herald, &key, "alerts", "again").status, 200);
+    assert_eq!(call(&herald, "DELETE", &format!("/v2/apikeys/{id}"), "").status, 204);
+    assert_eq!(publish_with_key(&herald, &key, "alerts", "gone").status, 401);
+    assert_eq!(call(&herald, "DELETE", &format!("/v2/apikeys/{id}"), "").status, 404);
+    assert_eq!(publish_with_key(&herald, "hk_nonsense", "alerts", "x").status, 401);
+    drop(herald);
+
+    // The same from the command line, on the same store.
+    let cli = |args: &[&str]| {
+        let env = db.env();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.arg("apikey").args(args).env_clear();
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = cli(&["create", "--domain", "billing"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(secret.starts_with("hk_"), "{secret}");
+    let listed = String::from_utf8(cli(&["list"]).stdout).unwrap();
+    assert!(
+        listed.contains("billing") && listed.contains("active") && !listed.contains(&secret),
+        "{listed}"
+    );
+    let id = listed.split_whitespace().next().unwrap().to_owned();
+    assert!(cli(&["disable", &id]).status.success());
+    assert!(String::from_utf8(cli(&["list"]).stdout).unwrap().contains("disabled"));
+    assert!(cli(&["delete", &id]).status.success());
+    assert_eq!(cli(&["delete", &id]).status.code(), Some(2));
 }

@@ -4,6 +4,7 @@
 //! Neurow's (spec §1.2), so a token Neurow accepts, Herald accepts, and a token Neurow refuses gets
 //! the same error code and status.
 
+pub mod api_key;
 mod cache;
 pub mod grants;
 pub mod jwks;

@@ -7,6 +7,7 @@
 //! transaction) on the pool. The SQL is written once for both databases (`$N` parameters, types
 //! both accept); [`on_pool!`] runs it on whichever the store has.
 
+pub mod api_keys;
 pub mod events;
 mod schema;
 pub mod users;

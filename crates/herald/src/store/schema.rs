@@ -41,6 +41,15 @@ const MIGRATIONS: &[&[&str]] = &[
         created_at BIGINT NOT NULL,
         UNIQUE (namespace, username)
     )"],
+    &["CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        domain TEXT NOT NULL UNIQUE,
+        username TEXT,
+        key_sha256 TEXT NOT NULL UNIQUE,
+        key_prefix TEXT NOT NULL,
+        active BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    )"],
 ];
 
 /// This build's schema version.

@@ -43,9 +43,20 @@ pub(super) async fn publish(
 async fn handle(state: &InternalState, parts: &Parts, body: Incoming, peer: SocketAddr) -> Response {
     let log = || RequestLog::http(&parts.method, &parts.uri, &parts.headers, Some(peer));
     let now_s = (state.node.hub.clock().now_ms() / 1000) as i64;
-    let principal = match token(&parts.headers).and_then(|t| state.verifier.verify(t, now_s)) {
-        Ok(principal) => principal,
-        Err(e) => return super::refuse_token(state, e, log()),
+    // The namespace published into: the token's issuer, or an API key's domain.
+    let api_key = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| crate::auth::api_key::from_header(v.as_bytes()));
+    let namespace: std::sync::Arc<str> = match api_key {
+        Some(key) => match api_key_domain(state, key).await {
+            Ok(domain) => domain.into(),
+            Err(refused) => return refused,
+        },
+        None => match token(&parts.headers).and_then(|t| state.verifier.verify(t, now_s)) {
+            Ok(principal) => principal.issuer.clone(),
+            Err(e) => return super::refuse_token(state, e, log()),
+        },
     };
     let refuse = |status: StatusCode, code: &str, message: &str| {
         request_event!(
@@ -93,7 +104,7 @@ async fn handle(state: &InternalState, parts: &Parts, body: Incoming, peer: Sock
     };
     let publish_timestamp = state.node.hub.clock().now_ms();
     for topic in &parsed.topics {
-        let topic = Topic::namespaced(&principal.issuer, topic);
+        let topic = Topic::namespaced(&namespace, topic);
         if let Err(e) = state.node.publish(&topic, &parsed.messages).await {
             // Earlier topics of this request may be accepted already (docs/cluster.md).
             request_event!(
@@ -111,17 +122,53 @@ async fn handle(state: &InternalState, parts: &Parts, body: Incoming, peer: Sock
             );
         }
     }
-    state.metrics.publish_accepted(&principal.issuer);
+    state.metrics.publish_accepted(&namespace);
     request_event!(
         Level::DEBUG,
         log(),
-        issuer = &*principal.issuer,
+        issuer = &*namespace,
         topics = parsed.topics.len(),
         messages = parsed.messages.len(),
         http.response.status_code = 200,
         "published"
     );
     accepted(parsed.topics.len() * parsed.messages.len(), publish_timestamp)
+}
+
+/// The domain of an active API key, looked up on every publish so that a disabled or deleted
+/// key is refused at once; a 401 for an unknown or inactive key (the same answer), a 503 when the
+/// store cannot say.
+async fn api_key_domain(state: &InternalState, key: &str) -> Result<String, Response> {
+    let invalid = || {
+        state.metrics.jwt_error(crate::observe::metrics::Interface::Internal);
+        error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "The API key is unknown, disabled or deleted",
+        )
+    };
+    let Some(store) = &state.store.store else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_not_configured",
+            "API keys live in the store: this node has none (a cluster node needs DATABASE_URL)",
+        ));
+    };
+    if !crate::auth::api_key::looks_like_key(key) {
+        return Err(invalid());
+    }
+    match store.api_key_domain(&crate::auth::api_key::key_hash(key)).await {
+        Ok(Some(domain)) => Ok(domain),
+        Ok(None) => Err(invalid()),
+        Err(e) => {
+            tracing::warn!(error = %e, "publish refused: the store cannot check the API key");
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "The store is unavailable: the API key could not be checked; retry later",
+            ))
+        }
+    }
 }
 
 /// `{"nb_published":N,"publish_timestamp":T}`: two integers, no JSON tree needed.

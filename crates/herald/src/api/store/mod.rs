@@ -7,6 +7,7 @@
 //! listener hands such a request, its body read, to [`public_router`]'s service (`http::rest`).
 
 pub mod accounts;
+pub mod api_keys;
 pub mod collections;
 
 use std::sync::Arc;
@@ -163,6 +164,11 @@ fn collection_routes() -> Router<Arc<StoreState>> {
 pub fn internal_router(state: Arc<StoreState>) -> Router {
     collection_routes()
         .route("/v2/users", post(accounts::create_by_service))
+        .route("/v2/apikeys", get(api_keys::list).post(api_keys::create))
+        .route(
+            "/v2/apikeys/{id}",
+            axum::routing::patch(api_keys::update).delete(api_keys::delete),
+        )
         .with_state(state)
 }
 
