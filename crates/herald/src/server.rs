@@ -255,7 +255,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = &'static str>) -
         node.clone(),
         metrics.clone(),
     ));
-    public.serve_rest(crate::api::store::public_router(store_state.clone()));
+    public.serve_store(crate::api::store::public_router(store_state.clone()), store.clone());
     let internal_state = Arc::new(InternalState {
         public: public.clone(),
         node,

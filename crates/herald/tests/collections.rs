@@ -735,3 +735,115 @@ fn api_keys_publish_into_their_domain_until_disabled_or_deleted() {
     assert!(cli(&["delete", &id]).status.success());
     assert_eq!(cli(&["delete", &id]).status.code(), Some(2));
 }
+
+#[test]
+fn latest_on_connect_gives_each_event_names_latest_then_live_on_every_transport() {
+    let db = Db::sqlite();
+    let herald = db.start(&[]);
+    let mut watching = watch(&herald, "prices");
+    for (event, data) in [("eur", 1), ("usd", 2), ("eur", 3), ("gbp", 4), ("usd", 5)] {
+        insert(&herald, "prices", json!({"event": event, "data": data}));
+    }
+    for _ in 0..5 {
+        next_stored(&mut watching);
+    }
+    let token = herald::auth::token::TokenRequest {
+        issuer: ISSUER.into(),
+        subject: None,
+        lifetime_s: 120,
+        topics: vec!["collections/*".into()],
+        roles: vec![],
+    }
+    .sign(&herald::auth::keys::development_auth().0, common::now_s())
+    .unwrap();
+    let latest = |pairs: &[(String, Value)]| -> Vec<(String, i64)> {
+        pairs
+            .iter()
+            .map(|(e, p)| (e.clone(), p["data"].as_i64().unwrap()))
+            .collect()
+    };
+    let expected = vec![("eur".to_owned(), 3), ("gbp".to_owned(), 4), ("usd".to_owned(), 5)];
+
+    // SSE: the latest of each name, then live; the cursor after them resumes with nothing new.
+    let mut sse = Sse::open(
+        herald.public,
+        "GET",
+        "/v2/subscribe?topic=collections/prices&latest=1",
+        &token,
+        "",
+    );
+    assert_eq!(sse.response.status, 200);
+    let opening = sse.next_event();
+    let got: Vec<(String, Value)> = (0..3).map(|_| next_stored(&mut sse)).collect();
+    assert_eq!(latest(&got), expected);
+    insert(&herald, "prices", json!({"event": "eur", "data": 6}));
+    assert_eq!(next_stored(&mut sse).1["data"], 6);
+    let cursor = opening.trim().strip_prefix("id: ").unwrap().to_owned();
+    // Resuming with a cursor: the replay (what came after it), not the latest.
+    let mut resumed = Sse::open(
+        herald.public,
+        "GET",
+        "/v2/subscribe?topic=collections/prices&latest=1",
+        &token,
+        &format!("last-event-id: {cursor}\r\n"),
+    );
+    resumed.next_event();
+    let replayed = next_stored(&mut resumed);
+    assert_eq!(replayed.1["data"], 6);
+    resumed.expect_silence(Duration::from_millis(300));
+
+    // Long-poll without a cursor: the latest at once.
+    let r = request(
+        herald.public,
+        &format!(
+            "GET /v2/poll?topic=collections/prices&latest=1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let polled: Vec<(String, i64)> = r.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p: Value = serde_json::from_str(m["payload"].as_str().unwrap()).unwrap();
+            (m["event"].as_str().unwrap().to_owned(), p["data"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        polled,
+        vec![("gbp".to_owned(), 4), ("usd".to_owned(), 5), ("eur".to_owned(), 6)]
+    );
+
+    // WebSocket: subscribe with "latest": true.
+    let stream = std::net::TcpStream::connect(herald.public).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let url = format!("ws://{}/v2/ws?access_token={token}", herald.public);
+    let (mut ws, _) = tungstenite::client(url.as_str(), stream).unwrap();
+    ws.send(tungstenite::Message::text(
+        json!({"op": "subscribe", "id": 1, "topics": ["collections/prices"], "latest": true}).to_string(),
+    ))
+    .unwrap();
+    let mut names = Vec::new();
+    while names.len() < 3 {
+        let tungstenite::Message::Text(t) = ws.read().unwrap() else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(t.as_str()).unwrap();
+        if frame["op"] == "msg" {
+            let p: Value = serde_json::from_str(frame["payload"].as_str().unwrap()).unwrap();
+            names.push((frame["event"].as_str().unwrap().to_owned(), p["data"].as_i64().unwrap()));
+        }
+    }
+    assert_eq!(
+        names,
+        vec![("gbp".to_owned(), 4), ("usd".to_owned(), 5), ("eur".to_owned(), 6)]
+    );
+    // A bad value is refused.
+    let r = request(
+        herald.public,
+        &format!(
+            "GET /v2/poll?topic=collections/prices&latest=yes HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 400);
+}

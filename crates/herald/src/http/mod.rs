@@ -133,6 +133,8 @@ pub struct PublicApi {
     stop_notify: Notify,
     /// The store's routes (`http::rest`), when the node serves them.
     rest: std::sync::OnceLock<axum::Router>,
+    /// The store, for `latest=1` on collection topics.
+    pub(crate) store: std::sync::OnceLock<Arc<crate::store::Store>>,
 }
 
 pub(crate) enum Action {
@@ -180,12 +182,17 @@ impl PublicApi {
             stopping: AtomicBool::new(false),
             stop_notify: Notify::new(),
             rest: std::sync::OnceLock::new(),
+            store: std::sync::OnceLock::new(),
         }
     }
 
-    /// Serves the store's REST routes (signup, login, collections) on this listener.
-    pub fn serve_rest(&self, router: axum::Router) {
+    /// Serves the store's REST routes (signup, login, collections) on this listener, and
+    /// `latest=1` from `store`.
+    pub fn serve_store(&self, router: axum::Router, store: Option<Arc<crate::store::Store>>) {
         let _ = self.rest.set(router);
+        if let Some(store) = store {
+            let _ = self.store.set(store);
+        }
     }
 
     /// Accepts connections until `stop` turns true, each served on its own task, over TLS when an

@@ -10,7 +10,7 @@ use prometheus::IntCounter;
 use super::PublicApi;
 use crate::auth::revocation::Identity;
 use crate::hub::outbox::{Delivery, Outbox};
-use crate::model::{ResumeFrom, Topic};
+use crate::model::{Message, ResumeFrom, Topic};
 use crate::node::{Connection, Opened};
 use crate::observe::metrics::Interface;
 use crate::transport::sse::body::HeldSubscription;
@@ -50,6 +50,33 @@ pub(crate) struct HeraldRequest {
     pub(crate) positions: Option<Vec<u64>>,
     /// The allowed origin to answer with credentials, if the request came from one.
     pub(crate) origin: Option<String>,
+    /// `latest=1`: stored events to deliver first, by topic index (their ids are set to the
+    /// topic's starting position, so the cursor does not move).
+    pub(crate) latest: Vec<(u16, Message)>,
+}
+
+/// Puts `latest` before `replay`, each message on its topic and carrying the topic's starting
+/// position as its id (so the cursor a client resumes with does not move).
+pub(crate) fn with_latest(
+    latest: Vec<(u16, Message)>,
+    topics: &[Topic],
+    positions: &[u64],
+    mut replay: Vec<Delivery>,
+) -> Vec<Delivery> {
+    if latest.is_empty() {
+        return replay;
+    }
+    let mut first: Vec<Delivery> = latest
+        .into_iter()
+        .filter_map(|(index, mut message)| {
+            let i = usize::from(index);
+            message.id = crate::model::EventId(*positions.get(i)?);
+            let message = crate::model::SharedMessage::replayed(topics.get(i)?.clone(), message);
+            Some(Delivery { index, message })
+        })
+        .collect();
+    first.append(&mut replay);
+    first
 }
 
 /// What a stream is made of once its connection is open.
@@ -81,7 +108,7 @@ impl Subscription {
         let now_ms = api.node.hub.clock().now_ms();
         let Opened {
             connection,
-            replay,
+            mut replay,
             heads,
             gaps,
         } = Connection::open(&api.node, request.topics, request.expires_ms, request.identity);
@@ -92,8 +119,10 @@ impl Subscription {
                     topics,
                     positions,
                     origin,
+                    latest,
                 } = *herald;
                 let positions = positions.unwrap_or_else(|| heads.iter().map(|h| h.0).collect());
+                replay = with_latest(latest, &topics, &positions, std::mem::take(&mut replay));
                 let events = HeraldEvents::new(&topics, &request.issuer, &positions).with_gaps(&topics, &gaps);
                 (EventFormat::Herald(Box::new(events)), origin)
             }

@@ -278,6 +278,33 @@ impl super::Store {
         Ok(Page { events, next })
     }
 
+    /// The latest published event of each event name of a collection ("latest on connect"), in
+    /// publish order. Events being published right now (`firing`) count as published: they are
+    /// on their way to live subscribers already, and a client connecting now might otherwise
+    /// miss them (it may instead see one twice, live too: the payload's `id` tells).
+    pub async fn latest(&self, namespace: &str, collection: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events e WHERE namespace = $1 AND collection = $2 AND state IN (1, 3) \
+             AND publish_at = (SELECT MAX(publish_at) FROM events f WHERE f.namespace = e.namespace \
+             AND f.collection = e.collection AND f.event = e.event AND f.state IN (1, 3)) \
+             ORDER BY publish_at, id"
+        );
+        let rows: Vec<StoredEvent> = on_pool!(&self.backend, pool => {
+            let rows = bounded(sqlx::query(AssertSqlSafe(sql)).bind(namespace).bind(collection).fetch_all(pool)).await?;
+            rows.iter().map(StoredEvent::from_row).collect::<Result<_, _>>()?
+        });
+        // Two of one name due in the same millisecond: the later id wins.
+        let mut latest: Vec<StoredEvent> = Vec::with_capacity(rows.len());
+        for event in rows {
+            match latest.iter().position(|e| e.event == event.event) {
+                Some(i) => latest[i] = event,
+                None => latest.push(event),
+            }
+        }
+        latest.sort_by(|a, b| (a.publish_at_ms, &a.id).cmp(&(b.publish_at_ms, &b.id)));
+        Ok(latest)
+    }
+
     /// The earliest `publish_at` of a pending event, and the earliest lease end of a firing one.
     pub(crate) async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
         on_pool!(&self.backend, pool => {

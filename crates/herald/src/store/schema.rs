@@ -50,6 +50,7 @@ const MIGRATIONS: &[&[&str]] = &[
         active BIGINT NOT NULL,
         created_at BIGINT NOT NULL
     )"],
+    &["CREATE INDEX events_latest ON events (namespace, collection, event, publish_at) WHERE state IN (1, 3)"],
 ];
 
 /// This build's schema version.

@@ -26,7 +26,7 @@ use crate::http::response::{self, Reply};
 use crate::http::subscription::{HeraldRequest, StreamKind, SubscribeRequest};
 use crate::http::{Action, PublicApi};
 use crate::model::cursor::{self, CursorError};
-use crate::model::{ResumeFrom, Topic};
+use crate::model::{Message, ResumeFrom, Topic};
 use crate::observe::metrics::Interface;
 use crate::observe::request_log::{RequestLog, authentication_refused, request_event};
 use query::Query;
@@ -344,6 +344,10 @@ impl PublicApi {
             expires_ms: u64::try_from(principal.expires_at_s).unwrap_or(0).saturating_mul(1000),
             identity: self.node.revocations.identity(&principal),
             kind: StreamKind::Herald(Box::new(HeraldRequest {
+                latest: match (query.latest, &positions) {
+                    (true, None) => self.latest(&principal.issuer, &names).await?,
+                    _ => Vec::new(),
+                },
                 topics: topics.into_boxed_slice(),
                 positions,
                 origin: self.credentialed_origin(head).map(str::to_owned),
@@ -351,6 +355,42 @@ impl PublicApi {
             issuer: principal.issuer,
         };
         Ok((request, query))
+    }
+
+    /// `latest=1`: for each collection topic among `names` (in the connection's order), the latest
+    /// published event of each event name, from the store — however old. A client that resumes
+    /// with a cursor gets its replay instead.
+    async fn latest(&self, issuer: &str, names: &[&str]) -> Result<Vec<(u16, Message)>, V2Error> {
+        let mut latest = Vec::new();
+        let Some(store) = self.store.get() else {
+            return Ok(latest);
+        };
+        for (index, name) in names.iter().enumerate() {
+            let Some(collection) = name.strip_prefix("collections/") else {
+                continue;
+            };
+            let events = store.latest(issuer, collection).await.map_err(|e| {
+                tracing::warn!(error = %e, "latest=1 refused: the store is unavailable");
+                V2Error::Refused(refusal(
+                    503,
+                    "store_unavailable",
+                    "The store is unavailable; retry later",
+                ))
+            })?;
+            for event in events {
+                let published_at = event.published_at_ms.unwrap_or(event.publish_at_ms);
+                latest.push((
+                    index as u16,
+                    Message {
+                        id: crate::model::EventId(0),
+                        event: event.event.clone().into(),
+                        payload: crate::node::scheduler::payload(&event, published_at).into(),
+                        accepted_ms: published_at.max(0) as u64,
+                    },
+                ));
+            }
+        }
+        Ok(latest)
     }
 
     /// On a cluster node, gives a v2 request without a cursor the topics' heads, read from Redis,

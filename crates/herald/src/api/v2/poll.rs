@@ -84,7 +84,12 @@ impl PublicApi {
         let StreamKind::Herald(herald) = request.kind else {
             unreachable!("checked above");
         };
-        let HeraldRequest { topics, positions, .. } = *herald;
+        let HeraldRequest {
+            topics,
+            positions,
+            latest,
+            ..
+        } = *herald;
         let hash = cursor::topic_set_hash(&topics);
         let Opened {
             connection,
@@ -93,7 +98,7 @@ impl PublicApi {
             gaps,
         } = Connection::open(&self.node, request.topics, request.expires_ms, request.identity);
         let mut positions = positions.unwrap_or_else(|| heads.iter().map(|h| h.0).collect());
-        let mut messages = replay;
+        let mut messages = crate::http::subscription::with_latest(latest, &topics, &positions, replay);
         if resumed {
             let started = tokio::time::Instant::now();
             // On a cluster node the replay comes through the outbox once each topic's shared

@@ -22,6 +22,8 @@ pub struct Query {
     pub timeout: Option<String>,
     /// `ticket`: a single-use ticket from `POST /v2/tickets`.
     pub ticket: Option<String>,
+    /// `latest=1`: collection topics start with each event name's latest published event.
+    pub latest: bool,
 }
 
 /// Why a query was refused: a stable code and what to fix.
@@ -53,6 +55,13 @@ impl Query {
                 "cursor" => once(&mut query.cursor, "cursor", value.into_owned())?,
                 "timeout" => once(&mut query.timeout, "timeout", value.into_owned())?,
                 "ticket" => once(&mut query.ticket, "ticket", value.into_owned())?,
+                "latest" => {
+                    query.latest = match &*value {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(invalid("invalid_query", "latest is 1 or 0".to_owned())),
+                    }
+                }
                 _ => {}
             }
         }
@@ -112,6 +121,7 @@ mod tests {
             (&format!("topic={}", "x".repeat(257)), "invalid_topic"),
             ("access_token=a&access_token=b", "invalid_query"),
             ("last_event_id=1&last_event_id=2", "invalid_query"),
+            ("latest=yes", "invalid_query"),
         ] {
             assert_eq!(Query::parse(raw).unwrap_err().code, code, "{raw}");
         }

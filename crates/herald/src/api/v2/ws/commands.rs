@@ -14,6 +14,9 @@ pub(super) enum Command {
         id: Option<u64>,
         topics: Vec<String>,
         cursor: Option<String>,
+        /// Collection topics start with each event name's latest published event.
+        #[serde(default)]
+        latest: bool,
     },
     /// Unsubscribe from topics.
     Unsubscribe { id: Option<u64>, topics: Vec<String> },

@@ -68,6 +68,7 @@ pub(crate) struct WsRequest {
     /// `topic=` and `cursor=`: subscribed at once, as command 0.
     topics: Vec<String>,
     cursor: Option<String>,
+    latest: bool,
 }
 
 impl std::fmt::Debug for WsRequest {
@@ -114,6 +115,7 @@ impl PublicApi {
             principal,
             topics: query.topics,
             cursor: query.cursor.or(query.last_event_id),
+            latest: query.latest,
         })
     }
 
@@ -156,6 +158,7 @@ pub(crate) fn websocket_task_size(api: &Arc<PublicApi>, socket: tokio::net::TcpS
         principal: None,
         topics: Vec::new(),
         cursor: None,
+        latest: false,
     };
     std::mem::size_of_val(&api.websocket(socket, Box::new(request)))
 }
@@ -212,7 +215,8 @@ impl Socket {
         if let Some(principal) = request.principal {
             self.authenticate(principal);
             if !request.topics.is_empty() {
-                self.subscribe(Some(0), request.topics, request.cursor, &mut out).await;
+                self.subscribe(Some(0), request.topics, request.cursor, request.latest, &mut out)
+                    .await;
             }
         }
         out.is_empty()
@@ -275,7 +279,14 @@ impl Socket {
             .map_or(String::new(), |(c, _)| c.as_str().to_owned())
     }
 
-    async fn subscribe(&mut self, id: Option<u64>, names: Vec<String>, cursor: Option<String>, out: &mut Vec<u8>) {
+    async fn subscribe(
+        &mut self,
+        id: Option<u64>,
+        names: Vec<String>,
+        cursor: Option<String>,
+        latest: bool,
+        out: &mut Vec<u8>,
+    ) {
         let Some(auth) = &self.auth else {
             return push_error(out, id, "not_authenticated", "send an auth command first");
         };
@@ -386,6 +397,33 @@ impl Socket {
                 .map(|s| self.name(&s.topic))
                 .collect();
             push_gap(out, &names);
+        }
+        if latest && positions.is_none() {
+            // Each new collection topic's latest event of each name, before its replay.
+            let issuer = self.auth.as_ref().map_or_else(Default::default, |a| a.issuer.clone());
+            let names: Vec<&str> = new.iter().map(|(_, t)| self.name(t)).collect();
+            match self.api.latest(&issuer, &names).await {
+                Ok(latest) => {
+                    let first: Vec<Delivery> = latest
+                        .into_iter()
+                        .map(|(k, mut message)| {
+                            let k = usize::from(k);
+                            message.id = crate::model::EventId(starts[k].unwrap_or(heads[k].0));
+                            Delivery {
+                                index: indexes[k],
+                                message: crate::model::SharedMessage::replayed(new[k].1.clone(), message),
+                            }
+                        })
+                        .collect();
+                    self.deliveries(&first, out);
+                }
+                Err(_) => push_error(
+                    out,
+                    id,
+                    "store_unavailable",
+                    "The store is unavailable: no latest events",
+                ),
+            }
         }
         self.deliveries(&replay, out);
     }
@@ -543,7 +581,12 @@ impl Handler for Socket {
             ));
         }
         match command {
-            Command::Subscribe { id, topics, cursor } => self.subscribe(id, topics, cursor, out).await,
+            Command::Subscribe {
+                id,
+                topics,
+                cursor,
+                latest,
+            } => self.subscribe(id, topics, cursor, latest, out).await,
             Command::Unsubscribe { id, topics } => self.unsubscribe(id, topics, out),
             Command::Publish {
                 id,
