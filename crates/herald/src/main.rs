@@ -26,6 +26,20 @@ enum Command {
     /// Manage API keys in the store (DATABASE_URL or DATA_DIR, as `serve` reads them).
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Manage accounts in the store.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account in ACCOUNTS_ISSUER's namespace; the password is read from the first line
+    /// of standard input (never from the command line, which other users can see).
+    Add {
+        /// The username.
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,7 +122,69 @@ fn main() -> ExitCode {
         Command::Serve => serve(config),
         Command::Token(args) => token(&config, args),
         Command::Apikey(command) => apikey(&config, command),
+        Command::User(UserCommand::Add { username }) => add_user(&config, &username),
     }
+}
+
+fn add_user(config: &Config, username: &str) -> ExitCode {
+    use herald::api::store::accounts::{PASSWORD_RULE, USERNAME_RULE, normalise_username, password_fits};
+    let Some(name) = normalise_username(username) else {
+        eprintln!("herald: {USERNAME_RULE}");
+        return ExitCode::from(2);
+    };
+    let Some(namespace) = config.accounts.issuer.clone() else {
+        eprintln!(
+            "herald: no issuer can sign login tokens: set ACCOUNTS_ISSUER to an issuer of JWT_CONFIG with a secret"
+        );
+        return ExitCode::from(2);
+    };
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        eprintln!("herald: cannot read the password from standard input");
+        return ExitCode::from(2);
+    }
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    if !password_fits(&password) {
+        eprintln!("herald: {PASSWORD_RULE} (read from the first line of standard input)");
+        return ExitCode::from(2);
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        eprintln!("herald: cannot start the runtime");
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async {
+        let store = match herald::store::Store::open(&config.store).await {
+            Ok(Some(store)) => store,
+            Ok(None) => {
+                eprintln!("herald: no store: a cluster node (REDIS_URL) needs DATABASE_URL=postgres://… for accounts");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("herald: {e} (DATABASE_URL, DATA_DIR)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let hash = herald::auth::passwords::Passwords::new(1).hash(password).await;
+        let id = herald::store::new_id();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        match store.create_user(&namespace, &id, &name, &hash, now_ms).await {
+            Ok(herald::store::users::Created::Done(id)) => {
+                println!("{id}");
+                ExitCode::SUCCESS
+            }
+            Ok(herald::store::users::Created::Taken) => {
+                eprintln!("herald: the username {name:?} is taken");
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("herald: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn apikey(config: &Config, command: ApiKeyCommand) -> ExitCode {

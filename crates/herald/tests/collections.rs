@@ -847,3 +847,59 @@ fn latest_on_connect_gives_each_event_names_latest_then_live_on_every_transport(
     );
     assert_eq!(r.status, 400);
 }
+
+#[test]
+fn the_command_line_adds_users_and_api_keys_insert_into_their_domains_collections() {
+    use std::io::Write;
+    let db = Db::sqlite();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["user", "add", "--username", "Erin"])
+        .env_clear()
+        .envs(db.env())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"correct horse\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let herald = db.start(&[]);
+    let r = login(&herald, "erin", "correct horse");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let claims = r.json()["token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    use base64::Engine;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    assert_eq!(claims["sub"], id.as_str());
+    assert_eq!(claims["iss"], ISSUER);
+
+    // An API key inserts into its domain's collections.
+    let key = call(&herald, "POST", "/v2/apikeys", r#"{"domain":"test_issuer1"}"#).json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = r#"{"event":"e","data":1}"#;
+    let r = request(
+        herald.internal,
+        &format!(
+            "POST /v2/collections/keyed/events HTTP/1.1\r\nhost: x\r\nauthorization: ApiKey {key}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        call(&herald, "GET", "/v2/collections/keyed/events", "").json()["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

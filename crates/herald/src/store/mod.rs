@@ -24,6 +24,11 @@ use crate::config::StoreConfig;
 
 pub use events::{EventState, NewEvent, StoredEvent};
 
+/// A new id for a stored row: a UUID v7 (time-ordered, unique across nodes).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Longest any one store operation may take before it is answered 503 `store_unavailable`.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -138,6 +138,23 @@ async fn authenticate(State(state): State<Arc<InternalState>>, mut request: Requ
         return next.run(request).await;
     }
     let now_s = (state.node.hub.clock().now_ms() / 1000) as i64;
+    // An API key may act on its domain's collections (and publish: publish_route.rs).
+    if path.starts_with("/v2/collections/")
+        && let Some(key) = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| crate::auth::api_key::from_header(v.as_bytes()))
+    {
+        return match publish_route::api_key_domain(&state, key).await {
+            Ok(domain) => {
+                request.extensions_mut().insert(crate::api::store::Caller::Service {
+                    namespace: domain.into(),
+                });
+                next.run(request).await
+            }
+            Err(refused) => refused,
+        };
+    }
     match token(request.headers()).and_then(|t| state.verifier.verify(t, now_s)) {
         Ok(principal) => {
             // The store's routes act in the token's namespace.

@@ -138,7 +138,7 @@ async fn handle(state: &InternalState, parts: &Parts, body: Incoming, peer: Sock
 /// The domain of an active API key, looked up on every publish so that a disabled or deleted
 /// key is refused at once; a 401 for an unknown or inactive key (the same answer), a 503 when the
 /// store cannot say.
-async fn api_key_domain(state: &InternalState, key: &str) -> Result<String, Response> {
+pub(super) async fn api_key_domain(state: &InternalState, key: &str) -> Result<String, Response> {
     let invalid = || {
         state.metrics.jwt_error(crate::observe::metrics::Interface::Internal);
         error(

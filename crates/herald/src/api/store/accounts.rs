@@ -48,28 +48,36 @@ pub struct Accounts {
     pub throttle: LoginThrottle,
 }
 
-/// A username, normalised (lowercase), or why not: 3–64 letters, digits, `.`, `_`, `-`, `@`, `+`.
+/// The username rule, as the errors say it.
+pub const USERNAME_RULE: &str = "username is 3 to 64 letters, digits, '.', '_', '-', '@' or '+' (case does not matter)";
+/// The password rule.
+pub const PASSWORD_RULE: &str = "password is a string of 8 to 256 bytes";
+
+/// A username, normalised (lowercase), if it follows [`USERNAME_RULE`].
+pub fn normalise_username(name: &str) -> Option<String> {
+    (USERNAME_BYTES.contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+')))
+    .then(|| name.to_ascii_lowercase())
+}
+
+/// Whether a password follows [`PASSWORD_RULE`].
+pub fn password_fits(password: &str) -> bool {
+    PASSWORD_BYTES.contains(&password.len())
+}
+
 fn username(value: Option<&Value>) -> Result<String, Refused> {
     match value {
-        Some(Value::String(name))
-            if USERNAME_BYTES.contains(&name.len())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+')) =>
-        {
-            Ok(name.to_ascii_lowercase())
-        }
-        _ => Err(bad(
-            "invalid_username",
-            "username is 3 to 64 letters, digits, '.', '_', '-', '@' or '+' (case does not matter)",
-        )),
+        Some(Value::String(name)) => normalise_username(name).ok_or_else(|| bad("invalid_username", USERNAME_RULE)),
+        _ => Err(bad("invalid_username", USERNAME_RULE)),
     }
 }
 
 fn password(value: Option<&Value>) -> Result<String, Refused> {
     match value {
-        Some(Value::String(p)) if PASSWORD_BYTES.contains(&p.len()) => Ok(p.clone()),
-        _ => Err(bad("invalid_password", "password is a string of 8 to 256 bytes")),
+        Some(Value::String(p)) if password_fits(p) => Ok(p.clone()),
+        _ => Err(bad("invalid_password", PASSWORD_RULE)),
     }
 }
 
