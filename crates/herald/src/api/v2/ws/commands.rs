@@ -120,6 +120,9 @@ pub(super) fn push_msg(out: &mut Vec<u8>, shared: &[u8], cursor: &[u8]) {
     const CURSOR: &[u8] = b",\"cursor\":\"";
     let inner = &shared[1..shared.len() - 1];
     let len = HEAD.len() + inner.len() + CURSOR.len() + cursor.len() + 2;
+    // One allocation for the frame rather than one per piece as the buffer grows (at most 10
+    // header bytes).
+    out.reserve(10 + len);
     frame::put_header(out, opcode::TEXT, len);
     out.extend_from_slice(HEAD);
     out.extend_from_slice(inner);
