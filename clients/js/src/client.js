@@ -77,6 +77,12 @@ export class HeraldClient {
   #authFailures = 0;
   /** Publishes waiting for the connection to open. */
   #waiting = [];
+  /**
+   * Topics reported in a gap with no message of theirs since. Herald reports a gap again on
+   * every resume from the same position (and on every long-poll answer: its cursor does not
+   * move past the gap), which says nothing new.
+   */
+  #gapped = new Set();
   #removeOnline = null;
 
   /** @param {import('./index.js').HeraldClientOptions} options */
@@ -231,7 +237,7 @@ export class HeraldClient {
         open: (cursor) => live() && this.#onOpen(name, cursor),
         message: (message, cursor) => live() && this.#onMessage(message, cursor),
         cursor: (cursor) => live() && this.#setCursor(cursor),
-        gap: (topics) => live() && this.#emitter.emit('gap', { topics, reason: 'history' }),
+        gap: (topics) => live() && this.#onGap(topics),
         error: (error) => live() && this.#report(error),
         close: (reason) => this.#onClose(generation, reason),
       },
@@ -259,7 +265,15 @@ export class HeraldClient {
 
   #onMessage(message, cursor) {
     if (cursor) this.#setCursor(cursor);
+    this.#gapped.delete(message.topic);
     this.#emitter.emit('message', message);
+  }
+
+  #onGap(topics) {
+    const fresh = topics.filter((t) => !this.#gapped.has(t));
+    if (fresh.length === 0) return;
+    for (const t of fresh) this.#gapped.add(t);
+    this.#emitter.emit('gap', { topics: fresh, reason: 'history' });
   }
 
   #setCursor(cursor) {
@@ -315,6 +329,7 @@ export class HeraldClient {
       // start from now, and say that anything before may be missed.
       this.#cursor = null;
       this.#store.clear();
+      for (const t of this.#topics) this.#gapped.add(t);
       this.#emitter.emit('gap', { topics: [...this.#topics], reason: 'invalid_cursor' });
     }
     this.#scheduleConnect(decision.delay, reason);

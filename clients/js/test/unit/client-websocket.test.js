@@ -293,3 +293,23 @@ test('options are checked when the client is made', () => {
   const c = new HeraldClient({ url: 'http://h/push/', topics: ['a', 'a', 'b'], fetch });
   assert.deepEqual(c.topics, ['a', 'b']);
 });
+
+test('a gap is reported once per topic until a message of that topic arrives', async () => {
+  const { net, client, seen, clock } = setup();
+  client.connect();
+  await settle();
+  net.last.frame({ op: 'gap', topics: ['a', 'b'] });
+  await settle();
+  net.last.fail();
+  await clock.advance(1000);
+  // Resuming from the same position, Herald reports the same gap again.
+  net.last.frame({ op: 'gap', topics: ['a', 'b'] });
+  net.last.frame(msg('a', '9', 'c9'));
+  net.last.frame({ op: 'gap', topics: ['a', 'b'] });
+  await settle();
+  assert.deepEqual(seen.gaps, [
+    { topics: ['a', 'b'], reason: 'history' },
+    { topics: ['a'], reason: 'history' },
+  ]);
+  await client.close();
+});
