@@ -1,5 +1,7 @@
 // @herald/client: Herald's v2 API (docs/api.md) from browsers and Node ≥ 20.
 
+import { HeraldClient } from './client.js';
+
 export { HeraldClient, AUTO_ORDER } from './client.js';
 export { HeraldError } from './errors.js';
 export { backoffDelay, backoffCeiling, retryAfterDelay, parseRetryAfter, DEFAULT_BACKOFF } from './backoff.js';
@@ -9,12 +11,9 @@ export { parseServerFrame, FrameError } from './frames.js';
 export { fromWsClose, fromSseControl, fromRefusal, plan } from './disconnect.js';
 
 /**
- * A started client: `new HeraldClient(options).connect()`.
+ * `new HeraldClient(options).connect()`.
  * @param {import('./index.js').HeraldClientOptions} options
  */
 export function connect(options) {
-  // eslint-disable-next-line no-use-before-define
-  return new HeraldClientClass(options).connect();
+  return new HeraldClient(options).connect();
 }
-
-import { HeraldClient as HeraldClientClass } from './client.js';
