@@ -152,6 +152,10 @@ export class HeraldClient {
     this.#attempt = 0;
     this.#authFailures = 0;
     this.#cycle = 0;
+    // A token kept from before close() or a stop: ask for another if Herald refused it, and
+    // schedule its refresh again (close() cancelled it).
+    if (this.#token !== null && this.#token === this.#refusedToken) this.#needFreshToken = true;
+    else if (this.#token !== null) this.#scheduleRefresh();
     this.#listenOnline();
     this.#connectNow();
     return this;

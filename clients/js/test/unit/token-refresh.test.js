@@ -88,3 +88,33 @@ test('an opaque token (not a JWT): no schedule; Herald\'s expiry signal asks for
   assert.equal(net.last.commands[0].token, 'opaque-2');
   await client.close();
 });
+
+test('connect() after close() keeps refreshing the token it kept', async () => {
+  const { clock, client, calls } = setup();
+  const start = clock.now();
+  client.connect();
+  await settle();
+  await client.close();
+  await clock.advance(50000);
+  client.connect();
+  await settle();
+  assert.equal(calls.length, 1, 'the token is still good');
+  await clock.advance(55000);
+  assert.deepEqual(calls.map((t) => t - start), [0, 105000]);
+  await client.close();
+});
+
+test('connect() after a revocation asks for a new token instead of sending the revoked one', async () => {
+  const { clock, net, client, calls } = setup();
+  client.connect();
+  await settle();
+  net.last.serverClose(4401, 'the token was revoked: do not reconnect with it');
+  await settle();
+  assert.equal(client.state, 'closed');
+  client.connect();
+  await clock.advance(0);
+  assert.equal(calls.length, 2);
+  assert.notEqual(net.last.commands[0].token, net.sockets[0].commands[0].token);
+  assert.equal(client.state, 'open');
+  await client.close();
+});
