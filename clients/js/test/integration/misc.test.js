@@ -1,5 +1,5 @@
 // The client in Node against the real Herald binary ($HERALD_BIN): publishing, a reloaded
-// page's resume, auto's fallback.
+// page's resume, auto's fallback, an SSE stream's timeout.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,4 +68,21 @@ test('auto: WebSocket when it works; SSE when the WebSocket cannot connect', asy
   await until(() => fallback.seen.messages.length === 1 && direct.seen.messages.length === 1, 'both to receive');
   await Promise.all([direct.client.close(), fallback.client.close()]);
   await h.stop();
+});
+
+test('sse: a stream ended by `timeout` (SSE_TIMEOUT) comes back at once and resumes', async () => {
+  const h = await herald({ SSE_TIMEOUT: '300' });
+  const { client, seen } = watch({ url: h.public, topics: ['a', 'b'], transport: 'sse', getToken: () => h.token({ grants: ['a', 'b'] }) });
+  client.connect();
+  await until(() => client.state === 'open', 'the first connection');
+  const timeouts = () => seen.states.filter((s) => s.state === 'reconnecting' && s.reason.kind === 'timeout').length;
+  await until(() => timeouts() >= 1, 'a timeout');
+  await h.publish('a', 'a1');
+  await until(() => timeouts() >= 2, 'another timeout');
+  await h.publish('b', 'b1');
+  await h.publish('a', 'a2');
+  await until(() => seen.messages.length === 3, 'three messages');
+  assertExactly(seen, { a: ['a1', 'a2'], b: ['b1'] });
+  const delays = seen.states.filter((s) => s.state === 'reconnecting').map((s) => s.delay);
+  assert.ok(delays.every((d) => d < 100), `within the first window: ${delays}`);
 });
