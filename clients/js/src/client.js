@@ -229,7 +229,7 @@ export class HeraldClient {
     this.#connToken = token;
     const current = () => this.#token ?? this.#o.token ?? null;
     const live = () => generation === this.#generation;
-    this.#conn = OPENERS[name]({
+    const ctx = {
       urls: this.#urls,
       topics: this.#topics,
       cursor: this.#cursor,
@@ -245,7 +245,14 @@ export class HeraldClient {
         error: (error) => live() && this.#report(error),
         close: (reason) => this.#onClose(generation, reason),
       },
-    });
+    };
+    try {
+      this.#conn = OPENERS[name](ctx);
+    } catch (e) {
+      // The transport cannot even start here: `new WebSocket` throws on a page served over
+      // https for a ws: URL, or on a URL it will not take.
+      this.#onClose(generation, { kind: 'unsupported', code: 'transport_failed', message: String(e?.message ?? e), opened: false });
+    }
   }
 
   #onOpen(name, cursor) {

@@ -116,13 +116,15 @@ export function fromRefusal(status, code, retryAfterMs = null, message = undefin
  * @param {{ attempt: number, backoff: {initial:number,max:number,factor:number},
  *   random: () => number }} context attempt counts the failures since the last stable connection
  * @returns {{ action: 'retry', delay: number, nextAttempt: number, refreshToken?: boolean,
- *   dropCursor?: boolean, nextTransport?: boolean } | { action: 'stop' }}
+ *   dropCursor?: boolean } | { action: 'stop' }}
  */
 export function plan(reason, { attempt, backoff, random }) {
   const jittered = () => backoffDelay(attempt, backoff, random);
   switch (reason.kind) {
     case 'revoked':
     case 'fatal':
+    // A transport that cannot start here (`auto` has already tried the next one).
+    case 'unsupported':
       return { action: 'stop' };
     case 'expired':
       // The token ran out: a new one, and back at once (docs: "reconnects at once, resumes").
@@ -148,8 +150,6 @@ export function plan(reason, { attempt, backoff, random }) {
     case 'rate_limited':
       // WS_MAX_COMMANDS_PER_SECOND is a per-second budget: wait out the second, then back off.
       return { action: 'retry', delay: 1000 + jittered(), nextAttempt: attempt + 1 };
-    case 'unsupported':
-      return { action: 'retry', delay: 0, nextAttempt: attempt, nextTransport: true };
     case 'shutdown':
     case 'slow_consumer':
     case 'heartbeat':

@@ -202,4 +202,4 @@ export function plan(
   context: { attempt: number; backoff: Required<BackoffOptions>; random: () => number },
 ):
   | { action: 'stop' }
-  | { action: 'retry'; delay: number; nextAttempt: number; refreshToken?: boolean; dropCursor?: boolean; nextTransport?: boolean };
+  | { action: 'retry'; delay: number; nextAttempt: number; refreshToken?: boolean; dropCursor?: boolean };

@@ -245,3 +245,26 @@ test('auto: when every transport fails (server down), back off and start the lis
   assert.equal(client.state, 'open');
   await client.close();
 });
+
+test('a WebSocket that cannot even be made (mixed content): auto goes on to SSE; websocket alone stops', async () => {
+  class Throws {
+    constructor() {
+      throw new DOMException('An insecure WebSocket connection may not be initiated from a page loaded over HTTPS.', 'SecurityError');
+    }
+  }
+  const fetch = fakeFetch(() => ({ stream: true }));
+  const clock = new FakeClock();
+  const auto = new HeraldClient({ url: 'http://h.test', topics: ['a'], WebSocket: Throws, fetch, token: 't', clock });
+  auto.connect();
+  await clock.advance(0);
+  assert.equal(auto.transport, 'sse');
+  assert.equal(auto.state, 'open');
+  await auto.close();
+  const only = new HeraldClient({ url: 'http://h.test', topics: ['a'], transport: 'websocket', WebSocket: Throws, token: 't', clock: new FakeClock() });
+  const errors = [];
+  only.on('error', (e) => errors.push(e.code));
+  only.connect();
+  await settle();
+  assert.equal(only.state, 'closed');
+  assert.deepEqual(errors, ['transport_failed']);
+});

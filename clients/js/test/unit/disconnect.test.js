@@ -43,6 +43,7 @@ test('what the client does for each kind', () => {
   const p = (kind, extra = {}) => plan({ kind, ...extra }, context);
   assert.deepEqual(p('revoked'), { action: 'stop' });
   assert.deepEqual(p('fatal'), { action: 'stop' });
+  assert.deepEqual(p('unsupported'), { action: 'stop' });
   assert.deepEqual(p('expired'), { action: 'retry', delay: 0, nextAttempt: 2, refreshToken: true });
   assert.deepEqual(p('invalid_cursor'), { action: 'retry', delay: 0, nextAttempt: 2, dropCursor: true });
   assert.deepEqual(p('unauthorized'), { action: 'retry', delay: 1000, nextAttempt: 3, refreshToken: true });
