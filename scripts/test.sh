@@ -57,3 +57,4 @@ echo "== benches build"
 cargo bench --workspace --locked --no-run
 echo "== fuzz targets build"
 ./scripts/fuzz.sh --build-only
+echo "== JavaScript client (clients/js)" && HERALD_BIN=target/debug/herald ./scripts/test-js.sh
