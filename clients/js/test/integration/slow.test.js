@@ -8,7 +8,9 @@ import WebSocket from 'ws';
 import { assertExactly, herald, until, watch } from './harness.js';
 
 const PAYLOAD = 'x'.repeat(200 * 1024);
-const COUNT = 60;
+// Enough to fill loopback's socket buffers (autotuned to several MB each way) and then the
+// outbox, whatever the kernel's tuning: 30 MB.
+const COUNT = 150;
 
 /** The first connection stops reading for `ms` after it opens, like a busy tab. */
 function stalling(ms) {
@@ -48,7 +50,7 @@ for (const transport of ['websocket', 'sse']) {
   test(`${transport}: a slow consumer is disconnected, backs off and resumes exactly`, async () => {
     const h = await herald({ SUBSCRIPTION_OUTBOX_CAPACITY: '4' });
     const { client, seen } = watch({
-      url: h.public, topics: ['a'], transport, getToken: () => h.token({ grants: ['a'] }), ...stalling(1500),
+      url: h.public, topics: ['a'], transport, getToken: () => h.token({ grants: ['a'] }), ...stalling(4000),
     });
     client.connect();
     await until(() => client.state === 'open', 'the first connection');
