@@ -170,3 +170,24 @@ fn a_publish_body_over_publish_max_body_size_gets_413_and_is_counted() {
         1.0
     );
 }
+
+#[test]
+fn a_v2_request_over_the_subscription_rate_gets_a_json_503_with_retry_after() {
+    let h = Herald::start_with(&[("PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND", "1")]);
+    let token = sub_token("test_issuer1", "t");
+    let poll = || {
+        request(
+            h.public,
+            &format!(
+                "GET /v2/poll?timeout=0 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+            ),
+        )
+    };
+    let refused = (0..20)
+        .map(|_| poll())
+        .find(|r| r.status == 503)
+        .expect("one poll refused");
+    assert_eq!(refused.header("content-type").as_deref(), Some("application/json"));
+    assert!(refused.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()));
+    assert_eq!(refused.json()["errors"][0]["error_code"], "subscription_rate_exceeded");
+}

@@ -98,6 +98,12 @@ pub fn credentialed(mut headers: Vec<(&'static str, String)>, origin: &str) -> V
     headers.retain(|(name, _)| *name != "access-control-allow-origin");
     headers.push(("access-control-allow-origin", origin.to_owned()));
     headers.push(("access-control-allow-credentials", "true".to_owned()));
+    // A page's script reads these across origins only when they are exposed (retry-after on a
+    // 503 or 429; the keep-alive to size its idle timeout).
+    headers.push((
+        "access-control-expose-headers",
+        "retry-after, x-sse-keepalive, x-sse-timeout".to_owned(),
+    ));
     headers.push(("vary", "origin".to_owned()));
     headers
 }

@@ -121,7 +121,7 @@ impl PublicApi {
                     ));
                 }
                 if let Some(refused) = self.admit_subscription(log) {
-                    return Action::Reply(refused);
+                    return Action::Reply(rate_refusal_as_json(refused, origin));
                 }
                 request_event!(Level::DEBUG, log(), http.response.status_code = 101, "websocket opened");
                 Action::WebSocket(request)
@@ -140,7 +140,7 @@ impl PublicApi {
                     ));
                 }
                 if let Some(refused) = self.admit_subscription(log) {
-                    return Action::Reply(refused);
+                    return Action::Reply(rate_refusal_as_json(refused, origin));
                 }
                 request_event!(
                     Level::DEBUG,
@@ -419,6 +419,21 @@ impl PublicApi {
         head.single_origin()
             .filter(|o| self.settings.allowed_origins.is_match(o))
     }
+}
+
+/// The subscription-rate 503, in the v2 JSON shape (v1 keeps Neurow's SSE error event), with its
+/// `retry-after`.
+fn rate_refusal_as_json(refused: Reply, origin: Option<&str>) -> Reply {
+    let mut reply = response::json_error(
+        503,
+        "subscription_rate_exceeded",
+        "The server takes new subscriptions at a limited rate (PUBLIC_API_MAX_SUBSCRIPTIONS_PER_SECOND); retry later",
+        origin,
+    );
+    reply
+        .headers
+        .extend(refused.headers.into_iter().filter(|(name, _)| *name == "retry-after"));
+    reply
 }
 
 enum V2Error {
