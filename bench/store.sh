@@ -23,6 +23,7 @@
 # Environment (defaults in brackets):
 #   REPO_ROOT        Herald workspace root [found from the script's place]
 #   REPEAT           repetitions of every scenario on every store [3]
+#   REPS             which repetitions to run, by number [1 … REPEAT] (to complete a session)
 #   STORES           [sqlite postgres]
 #   SCENARIOS        [floor insert-now insert-scheduled insert-watched fire-lag login]
 #   CLIENTS          store-insert clients [64]; DURATION measured seconds [10]; WARMUP [2]
@@ -40,6 +41,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$SCRIPT_DIR/lib.sh"
 REPO_ROOT=${REPO_ROOT:-$(find_repo_root "$SCRIPT_DIR")}
 REPEAT=${REPEAT:-3}
+REPS=${REPS:-$(seq 1 "$REPEAT")}
 STORES=${STORES:-sqlite postgres}
 SCENARIOS=${SCENARIOS:-floor insert-now insert-scheduled insert-watched fire-lag login}
 CLIENTS=${CLIENTS:-64}
@@ -184,7 +186,7 @@ run_floor() {
     rm -rf "$WORK/floor-$n"
 }
 
-for rep in $(seq 1 "$REPEAT"); do
+for rep in $REPS; do
     for store in $STORES; do
         for scenario in $SCENARIOS; do
             case $scenario in

@@ -56,6 +56,8 @@ pub(super) struct Seen {
     arrival_lag: Hist,
     last_due: std::collections::HashMap<String, i64>,
     undecodable: u64,
+    /// How the stream ended before every event arrived, if it did (`credentials_expired` …).
+    ended: Option<String>,
 }
 
 impl Seen {
@@ -107,20 +109,37 @@ async fn subscribe_and_read(
         };
         rest.clear();
         let arrived = now_us();
-        let _ = parser.drain(|ev| {
-            if let Some(data) = ev.data.as_deref()
-                && ev.kind() != b"ping"
-            {
-                seen.on_data(data, arrived);
+        let mut ended = None;
+        let _ = parser.drain(|ev| match ev.kind() {
+            b"ping" => {}
+            kind @ (b"timeout" | b"reconnect" | b"credentials_expired") => {
+                ended = Some(String::from_utf8_lossy(kind).into_owned());
+            }
+            _ => {
+                if let Some(data) = ev.data.as_deref() {
+                    seen.on_data(data, arrived);
+                }
             }
         });
-        if !feed || seen.ids.len() as u64 >= expected.load(Ordering::Relaxed) {
+        if seen.ids.len() as u64 >= expected.load(Ordering::Relaxed) {
+            return seen;
+        }
+        if !feed {
+            seen.ended = Some("bad_chunking".into());
+            return seen;
+        }
+        if ended.is_some() {
+            seen.ended = ended;
             return seen;
         }
         let left = until.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, stream.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => rest.extend_from_slice(&buf[..n]),
-            _ => return seen,
+            Ok(_) => {
+                seen.ended = Some("eof".into());
+                return seen;
+            }
+            Err(_) => return seen,
         }
     }
 }
@@ -161,6 +180,9 @@ impl Seen {
         if self.undecodable > 0 {
             stats.errors.insert("undecodable_event".into(), self.undecodable);
         }
+        if let Some(end) = &self.ended {
+            stats.errors.insert(format!("stream_end_{end}"), 1);
+        }
         result.add_checks(&stats);
     }
 }
@@ -189,7 +211,12 @@ impl Watch {
             }
             path.push_str(&format!("topic=collections/{prefix}{c}"));
         }
-        let token = ctx.target.sse_jwt.mint_granting_all(Some(&format!("{prefix}sub")))?;
+        // The token must outlast the watch, or Herald ends the stream (credentials_expired):
+        // Herald accepts up to PUBLIC_API_JWT_MAX_LIFETIME (bench/lib.sh starts it with a day).
+        let mut jwt = ctx.target.sse_jwt.clone();
+        let watch_s = until.saturating_duration_since(Instant::now()).as_secs() + 10;
+        jwt.lifetime_s = jwt.lifetime_s.max(watch_s);
+        let token = jwt.mint_granting_all(Some(&format!("{prefix}sub")))?;
         let (addr, host) = &endpoints.public;
         let mut stream = net::connect(*addr, None).await.context("cannot reach the public API")?;
         let request = format!(
@@ -200,7 +227,11 @@ impl Watch {
         let mut buf = Vec::new();
         let sse_head = head::read(&mut stream, &mut buf).await.context("subscribing")?;
         if sse_head.status != 200 {
-            anyhow::bail!("the subscription was answered {}", sse_head.status);
+            anyhow::bail!(
+                "the subscription was answered {} (its token lasts {} s: Herald needs PUBLIC_API_JWT_MAX_LIFETIME at least that)",
+                sse_head.status,
+                jwt.lifetime_s
+            );
         }
         let rest = buf[sse_head.len..].to_vec();
         let expected = Arc::new(AtomicU64::new(u64::MAX));
