@@ -38,7 +38,8 @@ case "$TARGET" in
 herald)
     HERALD_BIN=${HERALD_BIN:-$REPO_ROOT/target/release/herald}
     [ -x "$HERALD_BIN" ] || { log "no Herald binary at $HERALD_BIN (set HERALD_BIN)"; exit 2; }
-    PUBLIC_API_JWT_MAX_LIFETIME=120 start_herald "$HERALD_BIN" "$SUB_PORT" "$PUB_PORT" "$WORK/herald.log"
+    # Sign-up open for the login scenario; the store is SQLite in start_herald's fresh DATA_DIR.
+    ACCOUNTS_SIGNUP=open PUBLIC_API_JWT_MAX_LIFETIME=120 start_herald "$HERALD_BIN" "$SUB_PORT" "$PUB_PORT" "$WORK/herald.log"
     SERVER_PIDS=$HERALD_PID
     export SSE_URL="http://127.0.0.1:$SUB_PORT/v1/subscribe"
     export PUBLISH_URL="http://127.0.0.1:$PUB_PORT/v1/publish"
@@ -95,6 +96,11 @@ if [ "$TARGET" = herald ]; then
     for token_in in header query ticket; do
         SSE_URL="http://127.0.0.1:$SUB_PORT/v2/subscribe" run "storm-v2-$token_in" storm --token-in "$token_in"
     done
+    # The store: inserts acknowledged once durable, scheduled events firing on their collection's
+    # topic, logins through the hashing pool (a second or a few each).
+    run store-insert store-insert
+    run store-fire-lag store-fire-lag
+    run login login
     # Streams that time out after 0.7 s force reconnects with Last-Event-ID: every message must
     # still arrive exactly once.
     RC_SUB=$(free_port)

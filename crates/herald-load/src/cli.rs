@@ -38,6 +38,17 @@ pub enum Cmd {
     Soak(SoakArgs),
     /// N clients subscribe at once: time until all are subscribed, and errors.
     Storm(StormArgs),
+    /// Herald's store: N concurrent clients insert events into collections (internal API), each
+    /// answered once durable; inserts per second and their latency.
+    #[command(name = "store-insert")]
+    StoreInsert(StoreInsertArgs),
+    /// Herald's scheduler: events inserted with `publish_at` spread over a window, received by an
+    /// SSE subscriber of their collections; how late each fired and arrived.
+    #[command(name = "store-fire-lag")]
+    StoreFireLag(FireLagArgs),
+    /// Herald's accounts: N concurrent clients log in (`POST /v2/login`, Argon2id on the hashing
+    /// pool); logins per second and their latency.
+    Login(LoginArgs),
     /// Read `RESULT` lines from files and print medians with Herald/Nchan ratios.
     Table(TableArgs),
     /// Draw latency against rate (SVG) from one-to-one `RESULT` lines.
@@ -332,6 +343,119 @@ pub struct StormArgs {
     /// for it (`POST /v2/tickets`) before the measured storm, so that the storm measures redeeming.
     #[arg(long, env = "TOKEN_IN", value_enum, default_value_t = TokenIn::Header)]
     pub token_in: TokenIn,
+}
+
+/// Where Herald's store routes are, shared by `store-insert`, `store-fire-lag` and `login`.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Herald's internal API, scheme host and port [default: PUBLISH_URL's].
+    #[arg(long, env = "INTERNAL_API_URL")]
+    pub internal_url: Option<String>,
+    /// Herald's public API, scheme host and port [default: SSE_URL's].
+    #[arg(long, env = "PUBLIC_API_URL")]
+    pub public_url: Option<String>,
+    /// The store behind Herald (`sqlite`, `postgres`, …): only named in the result's mode, so the
+    /// table keeps each store in a row of its own.
+    #[arg(long = "store", env = "STORE_KIND", default_value = "")]
+    pub store_kind: String,
+    /// The database server's process (PostgreSQL's postmaster): the CPU of it and its children
+    /// (the backends) over the measured phase is reported as `db_cpu_*`.
+    #[arg(long, env = "DB_PID")]
+    pub db_pid: Option<u32>,
+    /// Limit on one request, milliseconds.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Bytes of each event's `data` (a JSON object padded to about this size).
+    #[arg(long, env = "DATA_BYTES", default_value_t = 200)]
+    pub data_bytes: usize,
+}
+
+/// `store-insert` settings.
+#[derive(Debug, Clone, Args)]
+pub struct StoreInsertArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    /// Concurrent clients, each on its own keep-alive connection with one insert in flight.
+    #[arg(long, env = "CLIENTS", default_value_t = 64)]
+    pub clients: usize,
+    /// Measured time, seconds.
+    #[arg(long, env = "DURATION", default_value_t = 10)]
+    pub duration: u64,
+    /// Unmeasured time before it, seconds.
+    #[arg(long, env = "WARMUP", default_value_t = 2)]
+    pub warmup: u64,
+    /// Collections written in turn (every commit then touches many index leaves, as many active
+    /// collections would).
+    #[arg(long, env = "COLLECTIONS", default_value_t = 1000)]
+    pub collections: usize,
+    /// 0: events are published at once (the scheduler fires each, as in use); N: `publish_at` is
+    /// N ms ahead, so the run measures the inserts alone.
+    #[arg(long, env = "SCHEDULE_AHEAD_MS", default_value_t = 0)]
+    pub schedule_ahead_ms: u64,
+    /// Also hold one SSE stream on the topics of the first 64 collections and report how late
+    /// their events fired and arrived while the inserts go on (`fire_lag_*`, `arrival_lag_*`),
+    /// and any lost or repeated: publishing at once, under load. Not with SCHEDULE_AHEAD_MS.
+    #[arg(long, env = "WATCH")]
+    pub watch: bool,
+}
+
+/// `store-fire-lag` settings.
+#[derive(Debug, Clone, Args)]
+pub struct FireLagArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    /// Events scheduled.
+    #[arg(long, env = "EVENTS", default_value_t = 100_000)]
+    pub events: u64,
+    /// Seconds over which they fall due, evenly.
+    #[arg(long, env = "SPREAD", default_value_t = 60)]
+    pub spread: u64,
+    /// Seconds from the start of the inserts to the first due time: every insert must be done
+    /// by then (the run fails otherwise: raise it).
+    #[arg(long, env = "LEAD", default_value_t = 30)]
+    pub lead: u64,
+    /// Concurrent inserting clients.
+    #[arg(long, env = "CLIENTS", default_value_t = 64)]
+    pub clients: usize,
+    /// Collections the events go to, in turn; one SSE stream subscribes to all their topics (at
+    /// most PUBLIC_API_MAX_TOPICS_PER_CONNECTION).
+    #[arg(long, env = "COLLECTIONS", default_value_t = 10)]
+    pub collections: usize,
+    /// Longest wait after the last due time for events still to arrive, seconds.
+    #[arg(long, env = "GRACE", default_value_t = 15)]
+    pub grace: u64,
+}
+
+/// `login` settings.
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+    /// Accounts created first (`POST /v2/users` on the public API: Herald needs
+    /// `ACCOUNTS_SIGNUP=open`), then logged into in turn.
+    #[arg(long, env = "USERS", default_value_t = 64)]
+    pub users: usize,
+    /// Concurrent clients, one login in flight each.
+    #[arg(long, env = "CLIENTS", default_value_t = 16)]
+    pub clients: usize,
+    /// Measured time, seconds.
+    #[arg(long, env = "DURATION", default_value_t = 10)]
+    pub duration: u64,
+    /// Unmeasured time before it, seconds.
+    #[arg(long, env = "WARMUP", default_value_t = 1)]
+    pub warmup: u64,
 }
 
 /// `table` settings.

@@ -88,6 +88,57 @@ const HEADLINES: &[(&str, &str, &[Metric])] = &[
             ("server_cpu_us_per_publish", Better::Lower),
         ],
     ),
+    // Herald's store (no Nchan counterpart): the mode names the store and how events are due.
+    (
+        "store-floor",
+        "",
+        &[
+            ("rows_per_s", Better::Higher),
+            ("commit_p50_ms", Better::Lower),
+            ("commit_p99_ms", Better::Lower),
+            ("cpu_us_per_row", Better::Lower),
+            ("db_cpu_us_per_row", Better::Lower),
+        ],
+    ),
+    (
+        "store-insert",
+        "",
+        &[
+            ("inserts_per_s", Better::Higher),
+            ("latency_p50_ms", Better::Lower),
+            ("latency_p99_ms", Better::Lower),
+            ("server_cpu_us_per_insert", Better::Lower),
+            ("db_cpu_us_per_insert", Better::Lower),
+            ("fire_lag_p50_ms", Better::Lower),
+            ("fire_lag_p99_ms", Better::Lower),
+            ("other_cpu_pct", Better::Lower),
+        ],
+    ),
+    (
+        "store-fire-lag",
+        "",
+        &[
+            ("fire_lag_p50_ms", Better::Lower),
+            ("fire_lag_p99_ms", Better::Lower),
+            ("fire_lag_max_ms", Better::Lower),
+            ("arrival_lag_p50_ms", Better::Lower),
+            ("arrival_lag_p99_ms", Better::Lower),
+            ("insert_phase_per_s", Better::Higher),
+            ("server_cpu_pct", Better::Lower),
+            ("db_cpu_pct", Better::Lower),
+        ],
+    ),
+    (
+        "login",
+        "",
+        &[
+            ("logins_per_s", Better::Higher),
+            ("latency_p50_ms", Better::Lower),
+            ("latency_p99_ms", Better::Lower),
+            ("server_cpu_ms_per_login", Better::Lower),
+            ("signups_per_s", Better::Higher),
+        ],
+    ),
 ];
 
 /// Splits off runs whose `other_cpu_pct` exceeds `max_other_pct`; returns the kept runs and how

@@ -17,10 +17,13 @@
 //! - [`report`], [`compare`], [`plot`], [`timeline`]: the human table, `RESULT {json}` lines, the
 //!   Herald/Nchan comparison and the SVG charts (latency against rate; a soak run over time).
 //! - [`probe`]: one GET of Herald's `/process_stats`, for the soak samples.
+//! - [`http_client`]: a keep-alive JSON client for Herald's store routes (the `store-insert`,
+//!   `store-fire-lag` and `login` scenarios).
 
 pub mod checker;
 pub mod cli;
 pub mod compare;
+pub mod http_client;
 pub mod jwt;
 pub mod net;
 pub mod payload;

@@ -58,6 +58,9 @@ fn run_scenario(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Cmd::OneToOne(a) => scenario::one_to_one::run(&a).await,
             Cmd::Soak(a) => scenario::soak::run(&a).await,
             Cmd::Storm(a) => scenario::storm::run(&a).await,
+            Cmd::StoreInsert(a) => scenario::store::run(&a).await,
+            Cmd::StoreFireLag(a) => scenario::fire_lag::run(&a).await,
+            Cmd::Login(a) => scenario::login::run(&a).await,
             Cmd::Table(_) | Cmd::Plot(_) | Cmd::Worker => unreachable!("handled in main"),
         }
     })?;

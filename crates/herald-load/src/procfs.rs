@@ -113,6 +113,55 @@ fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU ticks (user + system) of a process tree rooted at `root`: the root, its live children,
+/// and the children it has reaped (`cutime + cstime`). A PostgreSQL postmaster's backends are its
+/// children, so the change of this over a phase is the database's CPU, backends that started or
+/// ended meanwhile included. 0 if `root` is gone.
+pub fn tree_cpu_ticks(root: u32) -> u64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{root}/stat")) else {
+        return 0;
+    };
+    let mut total = parse_stat_fields(&stat).map_or(0, |f| f.utime + f.stime + f.cutime + f.cstime);
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == root {
+                continue;
+            }
+            if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat"))
+                && let Some(f) = parse_stat_fields(&stat)
+                && f.ppid == root
+            {
+                total += f.utime + f.stime;
+            }
+        }
+    }
+    total
+}
+
+struct StatFields {
+    ppid: u32,
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+/// Fields 4 (ppid) and 14–17 (utime, stime, cutime, cstime) of a `/proc/PID/stat` line.
+fn parse_stat_fields(stat: &str) -> Option<StatFields> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Some(StatFields {
+        ppid: f.get(1)?.parse().ok()?,
+        utime: f.get(11)?.parse().ok()?,
+        stime: f.get(12)?.parse().ok()?,
+        cutime: f.get(13)?.parse().ok()?,
+        cstime: f.get(14)?.parse().ok()?,
+    })
+}
+
 /// Busy ticks of the whole machine (all CPUs, everything but idle and iowait).
 pub fn machine_busy_ticks() -> u64 {
     fs::read_to_string("/proc/stat")

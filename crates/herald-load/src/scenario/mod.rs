@@ -6,10 +6,13 @@
 //! run-time each worker is given.
 
 pub mod broadcast;
+pub mod fire_lag;
 pub mod idle;
+pub mod login;
 pub mod neurow;
 pub mod one_to_one;
 pub mod soak;
+pub mod store;
 pub mod storm;
 
 use std::sync::Arc;
@@ -381,8 +384,17 @@ pub struct Meter {
 impl Meter {
     /// Starts measuring now.
     pub fn start(server_pids: &[u32], workers: &Workers) -> Self {
+        Self::with_tool_pids(server_pids, workers.pids())
+    }
+
+    /// Starts measuring now, the tool being this process alone (scenarios without workers).
+    pub fn start_alone(server_pids: &[u32]) -> Self {
+        Self::with_tool_pids(server_pids, Vec::new())
+    }
+
+    fn with_tool_pids(server_pids: &[u32], worker_pids: Vec<u32>) -> Self {
         let mut tool_pids = vec![std::process::id()];
-        tool_pids.extend(workers.pids());
+        tool_pids.extend(worker_pids);
         let mut m = Self {
             server_pids: server_pids.to_vec(),
             tool_pids,
